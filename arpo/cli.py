@@ -1,0 +1,107 @@
+"""`arpo train|eval [RECIPE.yaml] [key=value ...]`; also `python -m arpo` and `torchrun -m arpo`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from arpo import __version__
+from arpo.errors import ArpoError
+
+EPILOG = """examples:
+  arpo train                                   # the embedded default: SmolLM2-135M on the arithmetic tool task
+  arpo train configs/default.yaml trainer.steps=5 rollout.M=4
+  torchrun --nproc_per_node=8 -m arpo train configs/qwen2.5-7b-arpo.yaml
+  arpo eval model.path=runs/default/checkpoints/step-20/hf data.val=gsm8k
+  arpo config configs/default.yaml rollout.N=8   # print the resolved config
+"""
+
+
+def _split(args: list[str]) -> tuple[str | None, list[str]]:
+    recipe = None
+    overrides = []
+    for a in args:
+        if "=" not in a and a.endswith((".yaml", ".yml")) and recipe is None:
+            recipe = a
+        elif "=" not in a:
+            raise ArpoError(f"unexpected argument {a!r}: give a recipe file (.yaml) and key=value overrides")
+        else:
+            overrides.append(a)
+    return recipe, overrides
+
+
+def _config(args: list[str]):
+    from arpo.config import load_config
+
+    recipe, overrides = _split(args)
+    return load_config(recipe, overrides)
+
+
+def cmd_train(args: list[str]) -> int:
+    cfg = _config(args)
+    from arpo.trainer.run import train
+
+    train(cfg)
+    return 0
+
+
+def cmd_eval(args: list[str]) -> int:
+    cfg = _config(args)
+    from arpo.eval import evaluate  # noqa: F401  (raises ImportError until the eval issue lands)
+
+    evaluate(cfg)
+    return 0
+
+
+def cmd_config(args: list[str]) -> int:
+    from arpo.config import to_yaml
+
+    print(to_yaml(_config(args)), end="")
+    return 0
+
+
+COMMANDS = {
+    "train": (cmd_train, "train a policy with ARPO or GRPO (N = M)"),
+    "eval": (cmd_eval, "evaluate a model with tools on benchmark files"),
+    "config": (cmd_config, "print the resolved config of a recipe and overrides"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="arpo",
+        description="ARPO: agentic reinforced policy optimization for tool-using LLM agents.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"arpo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("args", nargs="*", metavar="[RECIPE.yaml] [key=value ...]")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[ns.command][0](ns.args)
+    except ArpoError as e:
+        print(f"arpo: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("arpo."):
+            print(f"arpo: '{ns.command}' is not implemented yet ({e.name} is missing)", file=sys.stderr)
+            return 3
+        raise
+    except KeyboardInterrupt:
+        print("arpo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,6 @@
+from arpo.models.config import ModelConfig
+from arpo.models.export import export_hf
+from arpo.models.loading import load_model, num_parameters, resolve
+from arpo.models.tiny import tiny_model, tiny_tokenizer
+
+__all__ = ["ModelConfig", "export_hf", "load_model", "num_parameters", "resolve", "tiny_model", "tiny_tokenizer"]

@@ -1,0 +1,40 @@
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PythonToolConfig:
+    timeout_s: float = 10.0  # wall clock per call
+    cpu_s: int = 10  # RLIMIT_CPU per process
+    memory_mb: int = 1024  # RLIMIT_AS per process
+    max_processes: int = 64  # RLIMIT_NPROC (per sandbox uid when run as root)
+    max_open_files: int = 256  # RLIMIT_NOFILE
+    max_file_mb: int = 16  # RLIMIT_FSIZE: largest file the code may write
+    tmpfs_mb: int = 64  # size of the private /tmp (the working directory) in full isolation
+    max_output_chars: int = 2000
+    # Root only: each concurrent call runs as its own uid uid_base + slot, so the process limit,
+    # signals and /proc of one call cannot reach another call or the host.
+    uid_base: int = 1_500_000
+    # Refuse to run without network/pid/mount namespaces instead of warning.
+    require_netns: bool = False
+
+
+@dataclass
+class SearchToolConfig:
+    backend: str = field(default="replay", metadata={"choices": ("bm25", "replay", "http")})
+    corpus: str = ""  # JSONL corpus for bm25
+    cache: str = ""  # ARPO search cache (query -> text) for replay; on-disk cache for http
+    url: str = ""  # http backend; key from ARPO_SEARCH_API_KEY when api_key is empty
+    api_key: str = ""
+    http_method: str = field(default="POST", metadata={"choices": ("POST", "GET")})
+    http_timeout_s: float = 20.0
+    top_k: int = 3
+    max_chars: int = 1500
+
+
+@dataclass
+class ToolsConfig:
+    enabled: list[str] = field(default_factory=lambda: ["python"])
+    format: str = field(default="tags", metadata={"choices": ("tags", "hermes")})
+    workers: int = 4
+    python: PythonToolConfig = field(default_factory=PythonToolConfig)
+    search: SearchToolConfig = field(default_factory=SearchToolConfig)
