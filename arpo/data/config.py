@@ -7,8 +7,8 @@ class DataConfig:
     # test.jsonl) in verl/ARPO or question/answer form.
     train: str = "arith"
     val: str = "arith"
-    # Generated tasks: number of problems. Files: validation reads the first `val_size` rows
-    # (0: all); a training file is always read whole.
+    # Generated tasks: number of problems. Files: validation reads `val_size` rows drawn with
+    # `seed`, in file order (0: all); a training file is always read whole.
     val_size: int = 64
     train_size: int = 2000
     prompts_per_step: int = 2

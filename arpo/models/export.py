@@ -15,8 +15,10 @@ import torch
 from safetensors.torch import save_file
 
 
-def export_hf(model, tokenizer, out_dir: str, dtype: torch.dtype | None = None) -> str:
-    """Write config, weights (model.safetensors) and tokenizer to `out_dir` atomically."""
+def export_hf(model, tokenizer, out_dir: str, dtype: torch.dtype | None = None, state_dict=None) -> str:
+    """Write config, weights (model.safetensors) and tokenizer to `out_dir` atomically.
+
+    `state_dict` overrides the model's own (a full state dict gathered out of FSDP2)."""
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
@@ -32,7 +34,7 @@ def export_hf(model, tokenizer, out_dir: str, dtype: torch.dtype | None = None) 
             model.generation_config.save_pretrained(tmp)
         state = {}
         tied = getattr(model.config, "tie_word_embeddings", False)
-        for name, t in model.state_dict().items():
+        for name, t in (model.state_dict() if state_dict is None else state_dict).items():
             if tied and name == "lm_head.weight":
                 continue  # reloaded from the embedding; safetensors refuses shared storage
             t = t.detach().to("cpu", dtype or t.dtype).contiguous().clone()

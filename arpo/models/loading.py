@@ -27,7 +27,9 @@ class ModelSource:
 def resolve(path: str) -> ModelSource:
     """Where `model.path` points, without loading anything."""
     if not path:
-        raise ModelLoadError("model.path is empty; give a Hugging Face directory, a .gguf file or a known name")
+        raise ModelLoadError(
+            "model.path is empty; give a Hugging Face directory, a .gguf file or a known name"
+        )
     if path.startswith("tiny-"):
         from arpo.models.tiny import TINY_FAMILIES
 

@@ -22,7 +22,9 @@ class PythonToolConfig:
 class SearchToolConfig:
     backend: str = field(default="replay", metadata={"choices": ("bm25", "replay", "http")})
     corpus: str = ""  # JSONL corpus for bm25
-    cache: str = ""  # ARPO search cache (query -> text) for replay; on-disk cache for http
+    # replay: the ARPO search cache (query -> text); http: the SQLite answer cache
+    # (default ~/.cache/arpo/search_http.sqlite)
+    cache: str = ""
     url: str = ""  # http backend; key from ARPO_SEARCH_API_KEY when api_key is empty
     api_key: str = ""
     http_method: str = field(default="POST", metadata={"choices": ("POST", "GET")})

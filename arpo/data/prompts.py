@@ -1,0 +1,67 @@
+"""System prompts and few-shot examples of the tool formats.
+
+`ARPO_SYSTEM` is the system prompt of the ARPO authors' released RL data, with `\\boxed` spelled
+correctly (their files carry a backspace character instead of `\\b`). The built-in prompts are
+short, for small models, and each comes with one worked exchange showing the tool format.
+"""
+
+from __future__ import annotations
+
+ARPO_SYSTEM = (
+    "You are a helpful assistant that can solve the given question step by step with the help of the "
+    "wikipedia search tool and python interpreter tool. Given a question, you need to first think about "
+    "the reasoning process in the mind and then provide the answer. During thinking, you can invoke the "
+    "wikipedia search tool to search and python interpreter tool to calculate the math problem for fact "
+    "information about specific topics if needed. The reasoning process and answer are enclosed within "
+    "<think> </think> and <answer> </answer> tags respectively, and the search query and result are "
+    "enclosed within <search> </search> and <result> </result> tags respectively. For example, <think> "
+    "This is the reasoning process. </think> <search> search query here </search> <result> search result "
+    "here </result> <think> This is the reasoning process. </think> <python> python code here </python> "
+    "<result> python interpreter result here </result> <think> This is the reasoning process. </think> "
+    "<answer> The final answer is \\[ \\boxed{answer here} \\] </answer>. In the last part of the answer, "
+    "the final exact answer is enclosed within \\boxed{} with latex format."
+)
+
+PYTHON_SYSTEM = (
+    "You are a helpful assistant that solves problems with a Python interpreter. To run code, write it "
+    "between <python> and </python>; its printed output comes back between <result> and </result>. "
+    "Always compute with Python, never in your head. Then give the final answer between <answer> and "
+    "</answer>."
+)
+PYTHON_SHOT = (
+    "What is 37 * 59?",
+    "<python>print(37 * 59)</python>\n<result>\n2183\n</result>\n<answer>2183</answer>",
+)
+
+SEARCH_SYSTEM = (
+    "You are a helpful assistant that answers questions with a search engine over an encyclopedia of "
+    "facts you do not know. To search, write a query between <search> and </search>; the results come "
+    "back between <result> and </result>. Search one fact at a time, as often as needed. Then give the "
+    "final answer, just the name, between <answer> and </answer>."
+)
+SEARCH_SHOT = (
+    "Where was the founder of Quillmark Ceramics born?",
+    "<search>Quillmark Ceramics founder</search>\n<result>\nQuillmark Ceramics is a pottery company "
+    "headquartered in Ostrava Vale. It was founded in 1931 by Edda Varnholt.\n</result>\n"
+    "<search>Edda Varnholt</search>\n<result>\nEdda Varnholt is a chemist born in Tessaby in 1902. "
+    "Edda Varnholt works for Quillmark Ceramics.\n</result>\n<answer>Tessaby</answer>",
+)
+
+
+def chat(system: str | None, shot: tuple[str, str] | None, question: str) -> list[dict]:
+    """Messages: the system prompt, one worked exchange, then the question."""
+    messages = [{"role": "system", "content": system}] if system else []
+    if shot:
+        messages += [{"role": "user", "content": shot[0]}, {"role": "assistant", "content": shot[1]}]
+    return messages + [{"role": "user", "content": question}]
+
+
+def wrap_question(style: str, question: str) -> list[dict]:
+    """A plain question under `data.system_prompt` (arpo | python | search | none)."""
+    system, shot = {
+        "arpo": (ARPO_SYSTEM, None),
+        "python": (PYTHON_SYSTEM, PYTHON_SHOT),
+        "search": (SEARCH_SYSTEM, SEARCH_SHOT),
+        "none": (None, None),
+    }[style]
+    return chat(system, shot, question)

@@ -1,0 +1,109 @@
+"""Resolving `reward.name` to a function `(text, ground_truth, extra) -> dict with a float "score"`:
+a built-in name, `task` (each example's own default, `extra["reward"]`), or a user's
+`path/to/file.py:function` returning a float or a dict with a `score` key."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+from arpo.errors import ArpoError
+from arpo.rewards.arpo_reward import arpo_reward
+from arpo.rewards.builtin import arith_reward, em_reward, f1_reward, math_reward
+from arpo.rewards.config import RewardConfig
+
+RewardFn = Callable[[str, Any, dict], dict]
+
+
+class RewardError(ArpoError):
+    pass
+
+
+def _builtins(cfg: RewardConfig) -> dict[str, Callable]:
+    return {
+        "arpo": functools.partial(
+            arpo_reward,
+            multi_tool_bonus=cfg.multi_tool_bonus,
+            format_penalty=cfg.format_penalty,
+            qa_metric=cfg.qa_metric,
+            require_think=cfg.require_think,
+        ),
+        "f1": f1_reward,
+        "em": em_reward,
+        "math": math_reward,
+        "arith": arith_reward,
+        "multihop": f1_reward,
+    }
+
+
+BUILTIN_NAMES = ("task", "arpo", "f1", "em", "math", "arith", "multihop")
+
+
+def _load_user_function(spec: str) -> Callable:
+    path, _, fn_name = spec.rpartition(":")
+    if not os.path.isfile(path):
+        raise RewardError(f"reward file not found: {path}")
+    module_name = "arpo_user_reward_" + os.path.splitext(os.path.basename(path))[0]
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:
+        raise RewardError(f"reward file {path} failed to import: {type(e).__name__}: {e}") from None
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise RewardError(f"reward file {path} has no function '{fn_name}' (functions: {', '.join(found)})")
+    return fn
+
+
+def _as_dict(out: Any, name: str) -> dict:
+    if isinstance(out, dict):
+        if "score" not in out:
+            raise RewardError(f"reward '{name}' returned a dict without a 'score' key: {sorted(out)}")
+        result = dict(out)
+    elif isinstance(out, (int, float)):
+        result = {"score": out}
+    else:
+        raise RewardError(f"reward '{name}' returned {type(out).__name__}; expected a float or a dict")
+    try:
+        result["score"] = float(result["score"])
+    except (TypeError, ValueError):
+        raise RewardError(f"reward '{name}' returned a non-numeric score {result['score']!r}") from None
+    if not math.isfinite(result["score"]):
+        raise RewardError(f"reward '{name}' returned a non-finite score {result['score']}")
+    return result
+
+
+def _resolve(name: str, builtins: dict[str, Callable], kwargs: dict) -> RewardFn:
+    if name in builtins:
+        fn = builtins[name]
+    elif ":" in name and name.rpartition(":")[0].endswith(".py"):
+        fn = functools.partial(_load_user_function(name), **kwargs)
+    else:
+        raise RewardError(
+            f"unknown reward '{name}'; use one of {', '.join(BUILTIN_NAMES)} or path/to/file.py:function"
+        )
+    return lambda text, ground_truth, extra: _as_dict(fn(text, ground_truth, extra), name)
+
+
+def load_reward(cfg: RewardConfig) -> RewardFn:
+    """The reward function `cfg.name` names; its results are always dicts with a float `score`."""
+    builtins = _builtins(cfg)
+    if cfg.name != "task":
+        return _resolve(cfg.name, builtins, cfg.kwargs)
+
+    @functools.cache
+    def per_example(name: str) -> RewardFn:
+        return _resolve(name, builtins, cfg.kwargs)
+
+    def task_reward(text: str, ground_truth: Any, extra: dict) -> dict:
+        if "reward" not in extra:
+            raise RewardError("reward.name=task needs extra['reward'] on each example; set reward.name")
+        return per_example(extra["reward"])(text, ground_truth, extra)
+
+    return task_reward

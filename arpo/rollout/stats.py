@@ -1,0 +1,41 @@
+"""Scalar rollout metrics for logging, from the groups a rollout returned."""
+
+from __future__ import annotations
+
+from arpo.rollout.tree import Group, ToolCallRecord, Trajectory
+
+
+def own_tool_calls(t: Trajectory) -> list[ToolCallRecord]:
+    """The calls a trajectory made itself; a branch also lists the calls it inherited before its fork."""
+    return [c for c in t.tool_calls if c.start >= t.fork_pos]
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def rollout_stats(groups: list[Group]) -> dict[str, float]:
+    """Means over prompts, trajectories or executed tool calls; keys whose population is empty
+    (no dH measured, no tool call run) are left out rather than reported as a misleading 0."""
+    trajs = [t for g in groups for t in g.trajectories]
+    if not trajs:
+        return {}
+    lengths = [len(t) for t in trajs]
+    calls = [c for t in trajs for c in own_tool_calls(t)]
+    dhs = [dh for g in groups for dh in g.stats.get("dH", [])]
+    out = {
+        "arpo/branches_per_prompt": _mean([g.stats.get("branches", 0) for g in groups]),
+        "arpo/branch_events_per_prompt": _mean([g.stats.get("branch_events", 0) for g in groups]),
+        "arpo/topups_per_prompt": _mean([g.stats.get("topups", 0) for g in groups]),
+        "tools/calls_per_traj": _mean([len(t.tool_calls) for t in trajs]),
+        "response_length/mean": _mean(lengths),
+        "response_length/max": float(max(lengths)),
+        "response_length/min": float(min(lengths)),
+    }
+    if dhs:
+        out |= {"arpo/dH/mean": _mean(dhs), "arpo/dH/min": min(dhs), "arpo/dH/max": max(dhs)}
+    if calls:
+        out["tools/error_rate"] = _mean([float(c.error is not None) for c in calls])
+        out["tools/latency_s"] = _mean([c.latency_s for c in calls])
+        out["tools/timeout_rate"] = _mean([float(c.timed_out) for c in calls])
+    return out

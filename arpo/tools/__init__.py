@@ -1,0 +1,10 @@
+"""Tools the policy calls during rollout, and the formats it calls them in.
+
+- `registry.build_tools(cfg) -> ToolRegistry`: the enabled tools and their OpenAI schemas.
+- `parsers.make_parser(format, registry)`: ARPO tags or Hermes/Qwen `<tool_call>` JSON.
+- `executor.ToolExecutor(registry, workers)`: `submit(call) -> Future[ToolResult]`.
+- `python_tool` / `sandbox`: model-written code in a confined, short-lived process tree.
+- `search_tool`: BM25 over a corpus, replay of recorded results, or a user's HTTP API.
+
+Kept import-free so that `arpo.tools.config` stays cheap to load.
+"""

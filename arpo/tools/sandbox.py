@@ -1,0 +1,348 @@
+"""Run untrusted Python in a separate, confined process tree and leave nothing behind.
+
+Isolation levels, probed once per process:
+
+- ``full`` (root with `unshare`): new pid, net and mount namespaces; the code runs as a uid of
+  its own (`uid_base + slot`), with a private tmpfs /tmp as working directory. Killing the
+  namespace's first process kills every process in it (double-forked daemons included), and a
+  final sweep kills whatever still runs under the sandbox uid.
+- ``userns`` (non-root, unprivileged user namespaces allowed): the same namespaces, but the code
+  keeps the caller's uid, so the process limit counts the caller's own processes too.
+- ``none``: only a new session and rlimits; the code can reach the network and a daemon that
+  leaves the process group survives. A warning is logged once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from arpo.tools.base import ToolResult
+from arpo.tools.config import PythonToolConfig
+
+log = logging.getLogger(__name__)
+
+RUNNER_SOURCE = (Path(__file__).parent / "sandbox_runner.py").read_text()
+NAMESPACE_FLAGS = ("--net", "--pid", "--fork", "--kill-child", "--mount-proc")
+SAFE_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+UID_SPAN = 1024  # concurrent calls per trainer process
+PID_BLOCKS = 1 << 20  # uid blocks per host; two live pids share one only if 2**20 apart
+MAX_UID_BASE = (1 << 32) - 2 - PID_BLOCKS * UID_SPAN
+SIGNAL_CAUSES = {
+    signal.SIGXCPU: " (CPU time limit)",
+    signal.SIGSEGV: " (crash, e.g. stack overflow)",
+    signal.SIGXFSZ: " (file size limit)",
+}
+
+
+@dataclass(frozen=True)
+class Isolation:
+    level: str  # full | userns | none
+    prefix: tuple[str, ...]  # command that enters the namespaces
+
+
+class _Slots:
+    """Small integers unique among this process's concurrent calls: each call's uid offset."""
+
+    def __init__(self, size: int):
+        self._free = list(range(size))
+        self._cond = threading.Condition()
+
+    def acquire(self) -> int:
+        with self._cond:
+            while not self._free:
+                self._cond.wait()
+            return self._free.pop(0)
+
+    def release(self, slot: int) -> None:
+        with self._cond:
+            self._free.append(slot)
+            self._free.sort()
+            self._cond.notify()
+
+
+_SLOTS = _Slots(UID_SPAN)
+_PROBE_LOCK = threading.Lock()
+_isolation: Isolation | None = None
+
+
+def _candidates() -> list[Isolation]:
+    unshare = shutil.which("unshare")
+    if not unshare:
+        return []
+    if os.geteuid() == 0:  # never a user namespace here: its root would be the host's root
+        return [Isolation("full", (unshare, *NAMESPACE_FLAGS))]
+    return [Isolation("userns", (unshare, "--user", "--map-root-user", *NAMESPACE_FLAGS))]
+
+
+def _probe(candidate: Isolation, cfg: PythonToolConfig) -> bool:
+    try:
+        return _launch("print(6 * 7)", cfg, candidate).text == "42\n"
+    except OSError:
+        return False
+
+
+def isolation() -> Isolation:
+    """The strongest level that really runs a program here (probed once, by running one)."""
+    global _isolation
+    with _PROBE_LOCK:
+        if _isolation is None:
+            probe = PythonToolConfig(timeout_s=30)
+            works = (c for c in _candidates() if _probe(c, probe))
+            _isolation = next(works, Isolation("none", ()))
+            if _isolation.level == "userns":
+                log.warning(
+                    "python sandbox: not root, so code keeps the caller's uid (namespaces still used)"
+                )
+            elif _isolation.level == "none":
+                log.warning(
+                    "python sandbox: no usable `unshare`, so sandboxed code can use the network and a "
+                    "daemon it starts may outlive the call; run as root or allow user namespaces"
+                )
+        return _isolation
+
+
+@functools.lru_cache(maxsize=1)
+def _interpreter_exposure() -> list[tuple[str, list[str]]]:
+    """(closed ancestor, interpreter dirs under it): dirs another uid could not reach, e.g. a
+    pyenv under /root (mode 700). The runner re-mounts them under a tmpfs over the ancestor."""
+    paths = sorted(
+        {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(sys.executable))}
+    )
+    targets = [t for t in paths if not any(t.startswith(o + os.sep) for o in paths)]  # outermost only
+    groups: dict[str, list[str]] = {}
+    for target in targets:
+        path = Path(target)
+        for ancestor in [*reversed(path.parents), path]:
+            if not ancestor.stat().st_mode & stat.S_IXOTH:
+                if ancestor != path:
+                    groups.setdefault(str(ancestor), []).append(target)
+                break
+    return list(groups.items())
+
+
+def sandbox_uid_block(uid_base: int) -> int:
+    """First uid of this process's block of UID_SPAN sandbox uids (disjoint across live pids)."""
+    return uid_base + (os.getpid() % PID_BLOCKS) * UID_SPAN
+
+
+def _uid_processes(uid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid:
+                            pids.append(int(entry))
+                        break
+        except OSError:  # exited while we looked
+            continue
+    return pids
+
+
+def _own_task_count() -> int:
+    """Threads of all processes of our uid: the base RLIMIT_NPROC is counted from."""
+    uid, total = os.getuid(), 0
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
+                total += len(os.listdir(f"/proc/{entry}/task"))
+        except OSError:
+            continue
+    return total
+
+
+def _kill_everything(proc: subprocess.Popen, uid: int | None) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    if uid is None:
+        return
+    deadline = time.monotonic() + 5.0
+    while (pids := _uid_processes(uid)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+    if pids:
+        log.error("python sandbox: uid %d still has processes %s after SIGKILL", uid, pids)
+
+
+def _feed(stream, data: bytes) -> None:
+    try:
+        stream.write(data)
+        stream.close()
+    except OSError:  # the code exited before reading everything; nothing to do
+        pass
+
+
+def _collect(proc: subprocess.Popen, deadline: float, max_bytes: int) -> tuple[bytes, int, bool]:
+    """Read merged stdout/stderr until EOF or the deadline, keeping the first max_bytes."""
+    fd = proc.stdout.fileno()
+    kept, dropped = bytearray(), 0
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP)
+    while (left := deadline - time.monotonic()) > 0:
+        if not poller.poll(min(left, 0.1) * 1000):
+            if proc.poll() is not None:  # exited, but an escaped child holds the pipe (level none)
+                return bytes(kept), dropped, False
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                return bytes(kept), dropped, False
+            except subprocess.TimeoutExpired:
+                return bytes(kept), dropped, True
+        room = max_bytes - len(kept)
+        kept += chunk[:room]
+        dropped += max(0, len(chunk) - room)
+    return bytes(kept), dropped, True
+
+
+def _truncate(text: str, dropped_bytes: int, max_chars: int) -> str:
+    if len(text) > max_chars or dropped_bytes:
+        return text[:max_chars] + "\n... [output truncated]"
+    return text
+
+
+def _read_status(fd: int, fallback: int) -> tuple[int, int]:
+    """(exit code, signal) of the code's process as its supervisor reported it."""
+    try:
+        os.set_blocking(fd, False)  # never wait on a supervisor that died without writing
+        status = json.loads(os.read(fd, 4096) or b"null")
+    except (OSError, ValueError):
+        status = None
+    finally:
+        os.close(fd)
+    if not isinstance(status, dict):  # the supervisor itself died: only the launcher's status is left
+        return (fallback, -fallback) if fallback < 0 else (fallback, 0)
+    return int(status["exit"]), int(status["signal"])
+
+
+def _describe_exit(code: int, signum: int, output: str, truncated: bool) -> str:
+    if signum:
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        return f"killed by {name}" + SIGNAL_CAUSES.get(signum, "")
+    last = output.strip().splitlines()[-1] if output.strip() and not truncated else ""
+    return f"exit status {code}" + (f": {last}" if last else "")
+
+
+def run_sandboxed(code: str, cfg: PythonToolConfig) -> ToolResult:
+    """Execute `code`; the result text is its stdout+stderr (truncated). Never raises on the
+    code's behaviour; raises OSError only if the interpreter cannot be started at all."""
+    iso = isolation()
+    if iso.level == "none" and cfg.require_netns:
+        msg = "python sandbox: tools.python.require_netns is set but no network namespace is available"
+        return ToolResult(text=msg, error=msg)
+    return _launch(code, cfg, iso)
+
+
+def _launch(code: str, cfg: PythonToolConfig, iso: Isolation) -> ToolResult:
+    slot = _SLOTS.acquire()
+    try:
+        return _launch_as(code, cfg, iso, slot)
+    finally:
+        _SLOTS.release(slot)  # every process of the slot's uid is gone by now
+
+
+def _runner_config(
+    cfg: PythonToolConfig, iso: Isolation, uid: int | None, workdir: str | None, status_fd: int
+):
+    return {
+        "private_fs": iso.level != "none",
+        "workdir": workdir,
+        "uid": uid,
+        "expose": _interpreter_exposure() if uid is not None else [],
+        "tmpfs_mb": cfg.tmpfs_mb,
+        "cpu_s": cfg.cpu_s,
+        "memory_mb": cfg.memory_mb,
+        "max_file_mb": cfg.max_file_mb,
+        "max_open_files": cfg.max_open_files,
+        "nproc": cfg.max_processes if uid is not None else _own_task_count() + cfg.max_processes,
+        "status_fd": status_fd,
+    }
+
+
+def _launch_as(code: str, cfg: PythonToolConfig, iso: Isolation, slot: int) -> ToolResult:
+    start = time.monotonic()
+    uid = sandbox_uid_block(cfg.uid_base) + slot if iso.level == "full" else None
+    host_dir = None if iso.level != "none" else tempfile.mkdtemp(prefix="arpo-py-")
+    status_r, status_w = os.pipe()
+    runner_cfg = json.dumps(_runner_config(cfg, iso, uid, host_dir, status_w))
+    argv = [*iso.prefix, sys.executable, "-I", "-u", "-X", "utf8", "-c", RUNNER_SOURCE, runner_cfg]
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            cwd=host_dir or "/",
+            env=dict(SAFE_ENV, HOME=host_dir or "/tmp/work"),
+            pass_fds=(status_w,),
+        )
+    except OSError:
+        os.close(status_r)
+        if host_dir:
+            shutil.rmtree(host_dir, ignore_errors=True)
+        raise
+    finally:
+        os.close(status_w)
+    try:
+        threading.Thread(target=_feed, args=(proc.stdin, code.encode()), daemon=True).start()
+        raw, dropped, timed_out = _collect(proc, start + cfg.timeout_s, 4 * cfg.max_output_chars)
+    finally:
+        _kill_everything(proc, uid)
+        proc.stdout.close()
+        if host_dir:
+            shutil.rmtree(host_dir, ignore_errors=True)
+    exit_code, signum = _read_status(status_r, proc.returncode)
+    result = _result(raw.decode("utf-8", errors="replace"), dropped, timed_out, exit_code, signum, cfg)
+    result.latency_s = time.monotonic() - start
+    return result
+
+
+def _result(
+    output: str, dropped: int, timed_out: bool, exit_code: int, signum: int, cfg: PythonToolConfig
+) -> ToolResult:
+    text = _truncate(output, dropped, cfg.max_output_chars)
+    error = None
+    if timed_out:
+        error = f"timed out after {cfg.timeout_s:g} s"
+        text = (text + "\n" if text else "") + f"TimeoutError: {error}"
+    elif exit_code != 0:
+        error = _describe_exit(exit_code, signum, output, text != output)
+        if signum:  # a traceback already tells the model what happened; a signal does not
+            text = (text + "\n" if text else "") + f"Error: {error}"
+    return ToolResult(text=text, error=error, timed_out=timed_out)

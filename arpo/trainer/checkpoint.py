@@ -1,0 +1,110 @@
+"""Atomic checkpoints: `<run_dir>/checkpoints/step-NNNNNN/` holds
+
+    hf/                 the policy as a Hugging Face safetensors directory (transformers, vLLM);
+                        also the weights a resume loads (saved in the training dtype)
+    optimizer.pt        full optimizer state (gathered out of FSDP2), scheduler state
+    trainer_state.pt    step, data position, RNG states, metrics history length
+    config.yaml         the resolved config
+
+Everything is written to a `.tmp-` folder, which is renamed when complete; `resume=auto` takes
+the newest complete step folder and the last `keep_last` are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+
+import torch
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+
+from arpo.errors import ArpoError
+from arpo.models.export import export_hf
+from arpo.trainer.distributed import Dist
+
+STEP_DIR = re.compile(r"^step-(\d{6})$")
+
+
+def checkpoint_root(run_dir: str) -> str:
+    return os.path.join(run_dir, "checkpoints")
+
+
+def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:
+    root = checkpoint_root(run_dir)
+    if not os.path.isdir(root):
+        return []
+    found = []
+    for name in os.listdir(root):
+        m = STEP_DIR.match(name)
+        if m and os.path.isfile(os.path.join(root, name, "trainer_state.pt")):
+            found.append((int(m.group(1)), os.path.join(root, name)))
+    return sorted(found)
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    run_dir, step, model, tokenizer, optimizer, scheduler, trainer_state, config_yaml, d: Dist, keep_last: int
+) -> str | None:
+    """Collective under FSDP2 (every rank calls it); rank 0 writes. Returns the folder on rank 0."""
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_sd, optim_sd = get_state_dict(model, optimizer, options=opts)
+    if not d.is_main:
+        return None
+    root = checkpoint_root(run_dir)
+    os.makedirs(root, exist_ok=True)
+    final = os.path.join(root, f"step-{step:06d}")
+    tmp = os.path.join(root, f".tmp-step-{step:06d}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    export_hf(model, tokenizer, os.path.join(tmp, "hf"), state_dict=model_sd)
+    torch.save(
+        {"optimizer": optim_sd, "scheduler": scheduler.state_dict()}, os.path.join(tmp, "optimizer.pt")
+    )
+    with open(os.path.join(tmp, "config.yaml"), "w") as f:
+        f.write(config_yaml)
+    torch.save({**trainer_state, "step": step, "rng": rng_state()}, os.path.join(tmp, "trainer_state.pt"))
+    if os.path.exists(final):
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for _, old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path, model, optimizer, scheduler) -> dict:
+    """Restore weights, optimizer, scheduler and RNG; returns the trainer state (step, data position)."""
+    from safetensors.torch import load_file
+
+    try:
+        weights = load_file(os.path.join(path, "hf", "model.safetensors"))
+        extra = torch.load(os.path.join(path, "optimizer.pt"), weights_only=False)
+        state = torch.load(os.path.join(path, "trainer_state.pt"), weights_only=False)
+    except Exception as e:
+        raise ArpoError(
+            f"checkpoint {path} is unreadable: {str(e).splitlines()[0] if str(e) else e!r}"
+        ) from None
+    if getattr(model.config, "tie_word_embeddings", False) and "lm_head.weight" not in weights:
+        weights["lm_head.weight"] = weights["model.embed_tokens.weight"]
+    # Every rank reads the files (a shared filesystem across nodes) and keeps its own shard.
+    opts = StateDictOptions(full_state_dict=True)
+    set_state_dict(
+        model, optimizer, model_state_dict=weights, optim_state_dict=extra["optimizer"], options=opts
+    )
+    scheduler.load_state_dict(extra["scheduler"])
+    set_rng_state(state["rng"])
+    return state

@@ -1,0 +1,149 @@
+"""Metrics to `metrics.jsonl` and wandb (offline unless enabled), rollout samples to JSONL, and a
+console progress line with reward and time left. Only rank 0 writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True)
+
+
+class MetricsLogger:
+    def __init__(
+        self,
+        run_dir: str,
+        total_steps: int,
+        start_step: int,
+        wandb_mode: str,
+        config: dict,
+        enabled: bool = True,
+    ):
+        self.enabled = enabled
+        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.samples_path = os.path.join(run_dir, "samples.jsonl")
+        self.wandb = None
+        self.progress = None
+        self.shown: dict[str, float] = {}
+        if not enabled:
+            return
+        os.makedirs(run_dir, exist_ok=True)
+        if start_step == 0 and os.path.exists(self.path):
+            os.remove(self.path)
+        self._truncate(start_step)
+        self.wandb = _start_wandb(run_dir, wandb_mode, config)
+        self.progress = Progress(
+            TextColumn("[bold]step {task.completed}/{task.total}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task = self.progress.add_task("train", total=total_steps, completed=start_step, info="")
+        self.progress.start()
+
+    def _truncate(self, start_step: int) -> None:
+        """On resume, drop lines of steps that the checkpoint does not cover (they will be redone)."""
+        if not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        with open(self.path, "w") as f:
+            for r in rows:
+                if r.get("step", 0) <= start_step:
+                    f.write(json.dumps(r) + "\n")
+
+    def log(self, step: int, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.wandb is not None:
+            try:
+                self.wandb.log(metrics, step=step)
+            except Exception as e:  # a logging backend never stops training
+                console.print(f"[yellow]wandb logging failed, disabling it: {e}")
+                self.wandb = None
+        for key, label in (("reward/mean", "reward"), ("val/accuracy", "held-out acc")):
+            if key in metrics:
+                self.shown[label] = metrics[key]
+        info = "  ".join(f"{label} {v:.3f}" for label, v in self.shown.items())
+        self.progress.update(self.task, completed=step, info=info)
+
+    def samples(self, step: int, rows: list[dict]) -> None:
+        if not self.enabled or not rows:
+            return
+        with open(self.samples_path, "a") as f:
+            for r in rows:
+                f.write(json.dumps({"step": step, **r}) + "\n")
+
+    def print(self, text: str) -> None:
+        if self.enabled:
+            console.print(text)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        if self.wandb is not None:
+            try:
+                self.wandb.finish()
+            except Exception:
+                pass
+
+
+def _clean(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else (1e308 if v > 0 else -1e308)
+    return v
+
+
+def _start_wandb(run_dir: str, mode: str, config: dict):
+    if mode == "disabled":
+        return None
+    try:
+        import wandb
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        return wandb.init(
+            project="arpo",
+            dir=run_dir,
+            mode=mode,
+            config=config,
+            name=os.path.basename(run_dir),
+            reinit="finish_previous",
+        )
+    except Exception as e:
+        console.print(
+            f"[yellow]wandb unavailable ({str(e).splitlines()[0] if str(e) else e!r}); "
+            f"metrics go to metrics.jsonl only"
+        )
+        return None
+
+
+class Timer:
+    """`with timer("rollout"): ...` accumulates seconds under `timing_s/rollout`."""
+
+    def __init__(self):
+        self.times: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Span:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                key = f"timing_s/{name}"
+                timer.times[key] = timer.times.get(key, 0.0) + time.perf_counter() - self.t0
+
+        return _Span()

@@ -1,0 +1,30 @@
+"""AdamW with linear warm-up then constant (or cosine) learning rate."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def build_optimizer(
+    model: torch.nn.Module,
+    lr: float,
+    weight_decay: float,
+    warmup_steps: int,
+    total_steps: int,
+    schedule: str = "constant",
+):
+    params = [p for p in model.parameters() if p.requires_grad]
+    # foreach=False: DTensor parameters of FSDP2 and plain tensors take the same path.
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999), foreach=False)
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "cosine":
+            progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,413 @@
+"""Fused log-prob + entropy over the LM head (`arpo.kernels.linear_logprob_entropy`) vs materialised logits.
+
+    python -m benchmarks.kernels                        # the shape set of the device (CUDA if present)
+    python -m benchmarks.kernels --quick                # one small shape (GPU: N=8192, H=4096, V=152064)
+    python -m benchmarks.kernels --shapes 4096x576x49152,1024x576x49152 --reps 3
+    python -m benchmarks.kernels --out DIR              # also write DIR/kernels.json
+
+For every shape and method: median time of forward (autograd on), backward, and both; TFLOP/s on the
+nominal 2NHV (forward), 6NHV (backward: logit recompute + two GEMMs) and 8NHV (both) for every method;
+peak extra memory of forward and of forward + backward over the inputs.
+
+CPU: methods `chunked` (impl="torch") and `materialised` (impl="reference": fp32 [N, V] logits and
+log_softmax). Memory is the peak resident set size (VmHWM, reset through /proc/self/clear_refs) minus
+the RSS just before the call, each method and shape in a fresh worker process so that no allocator
+cache from an earlier case hides allocations. Times alternate the methods every repetition, so that
+the load of a shared machine falls on both alike. Also times one sampler decode step
+(`logprob_entropy_from_logits` on [B, V] logits, no grad) against the materialised reference.
+
+GPU (bf16): methods `fused` (impl="triton"), `materialised` (eager fp32 logits), `compiled`
+(`torch.compile` of the materialised function) and, where installed, cut-cross-entropy and Liger's
+fused linear cross entropy (log-prob only, so their backward receives g_logp only). Memory is
+`torch.cuda.max_memory_allocated` minus the allocation before the call.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from arpo.kernels import (
+    linear_logprob_entropy,
+    logprob_entropy_from_logits,
+    reference_logprob_entropy_from_logits,
+)
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+CPU_SHAPES = [(1024, 576, 49152), (4096, 576, 49152)]
+CPU_QUICK = [(512, 128, 8192)]
+GPU_QUICK = [(8192, 4096, 152064)]
+# The headline shape first: figures are saved after every case, so a time limit keeps the important ones.
+GPU_SHAPES = GPU_QUICK + [
+    (n, h, v)
+    for n in (4096, 8192, 16384)
+    for h, v in ((4096, 152064), (3584, 152064), (4096, 128256))
+    if (n, h, v) not in GPU_QUICK
+]
+DECODE_BATCHES = (1, 8, 64)
+DECODE_VOCAB = 49152
+
+
+def parse_shapes(text: str) -> list[tuple[int, int, int]]:
+    try:
+        shapes = [tuple(int(x) for x in part.split("x")) for part in text.split(",")]
+    except ValueError:
+        shapes = []
+    if not shapes or any(len(shape) != 3 or min(shape) < 1 for shape in shapes):
+        raise SystemExit(f"--shapes wants NxHxV[,NxHxV...], got {text!r}")
+    return shapes
+
+
+# ---------------------------------------------------------------- methods: (hidden, weight, labels) -> outs
+
+
+def materialised(hidden, weight, labels):
+    """Eager torch with fp32 [N, V] logits: what training code does without a fused kernel."""
+    logits = hidden.float() @ weight.float().T
+    return reference_logprob_entropy_from_logits(logits, labels)
+
+
+def fused(impl):
+    return lambda hidden, weight, labels: linear_logprob_entropy(hidden, weight, labels, impl=impl)
+
+
+def competitor_methods() -> dict:
+    """Installed third-party fused kernels (log-prob only); say loudly which are missing."""
+    found = {}
+    try:
+        from cut_cross_entropy import linear_cross_entropy
+
+        found["cut-cross-entropy"] = lambda h, w, y: (-linear_cross_entropy(h, w, y, reduction="none"),)
+    except ImportError:
+        print(
+            "!! cut-cross-entropy is not installed: skipping it (pip install cut-cross-entropy)", flush=True
+        )
+    try:
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+        liger = LigerFusedLinearCrossEntropyLoss(reduction="none")
+        found["liger-flce"] = lambda h, w, y: (-liger(w, h, y),)
+    except ImportError:
+        print("!! liger-kernel is not installed: skipping it (pip install liger-kernel)", flush=True)
+    return found
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def make_inputs(n, h, v, dtype, device, seed=0):
+    gen = torch.Generator(device=device).manual_seed(seed)
+    hidden = torch.randn(n, h, generator=gen, device=device, dtype=dtype)
+    weight = torch.randn(v, h, generator=gen, device=device, dtype=dtype).mul_(h**-0.5)
+    labels = torch.randint(0, v, (n,), generator=gen, device=device)
+    return hidden, weight, labels
+
+
+def rss_kib(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+class Meter:
+    """Peak extra memory (MiB) of a phase: CUDA allocator stats, else resident set size."""
+
+    def __init__(self, device: str):
+        self.cuda = device == "cuda"
+
+    def start(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+            self.base = rss_kib("VmRSS") * 1024
+
+    def peak_mib(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return (torch.cuda.max_memory_allocated() - self.base) / 2**20
+        return (rss_kib("VmHWM") * 1024 - self.base) / 2**20
+
+
+def now(device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def one_step(fn, hidden, weight, labels, device):
+    """(forward s, backward s) of one forward + backward with random upstream gradients."""
+    h = hidden.detach().requires_grad_()
+    w = weight.detach().requires_grad_()
+    t0 = now(device)
+    outs = fn(h, w, labels)
+    t1 = now(device)
+    grads = [torch.randn_like(o) for o in outs]
+    t1b = now(device)
+    torch.autograd.backward(outs, grads)
+    t2 = now(device)
+    return t1 - t0, t2 - t1b
+
+
+def peak_memory(fn, inputs, device) -> dict:
+    """Peak extra MiB of the first forward and forward + backward (unit upstream gradients)."""
+    hidden, weight, labels = inputs
+    h = hidden.detach().requires_grad_()
+    w = weight.detach().requires_grad_()
+    meter = Meter(device)
+    meter.start()
+    outs = fn(h, w, labels)
+    fwd_mib = meter.peak_mib()
+    torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+    return {"fwd_peak_mib": fwd_mib, "both_peak_mib": meter.peak_mib()}
+
+
+def timings(steps: list[tuple[float, float]], shape) -> dict:
+    """Medians and TFLOP/s of (forward s, backward s) pairs on the nominal 2NHV / 6NHV / 8NHV."""
+    n, h, v = shape
+    flop = 2 * n * h * v
+    fwd = statistics.median(f for f, _ in steps)
+    bwd = statistics.median(b for _, b in steps)
+    both = statistics.median(f + b for f, b in steps)
+    return {
+        "fwd_ms": 1e3 * fwd,
+        "bwd_ms": 1e3 * bwd,
+        "both_ms": 1e3 * both,
+        "fwd_tflops": flop / fwd / 1e12,
+        "bwd_tflops": 3 * flop / bwd / 1e12,
+        "both_tflops": 4 * flop / both / 1e12,
+    }
+
+
+CPU_METHODS = {"chunked": fused("torch"), "materialised": materialised}
+
+
+def cpu_worker(spec: dict) -> dict:
+    inputs = make_inputs(*spec["shape"], torch.float32, "cpu")
+    return peak_memory(CPU_METHODS[spec["method"]], inputs, "cpu")
+
+
+def run_cpu(shapes, reps, report) -> None:
+    """Memory in a fresh worker process per method; times here, alternating the methods every
+    repetition so that the load of a shared machine falls on both alike."""
+    for shape in shapes:
+        memory = {}
+        for method in CPU_METHODS:
+            spec = {"method": method, "shape": shape}
+            proc = subprocess.run(
+                [sys.executable, "-m", "benchmarks.kernels", "--worker", json.dumps(spec)],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+            if proc.returncode != 0:
+                raise SystemExit(f"worker {spec} failed:\n{proc.stderr}")
+            memory[method] = json.loads(proc.stdout.splitlines()[-1])
+        inputs = make_inputs(*shape, torch.float32, "cpu")
+        steps = {method: [] for method in CPU_METHODS}
+        for _ in range(reps):
+            for method, fn in CPU_METHODS.items():
+                steps[method].append(one_step(fn, *inputs, "cpu"))
+        for method in CPU_METHODS:
+            report.add(
+                {"method": method, "shape": list(shape), **timings(steps[method], shape), **memory[method]}
+            )
+
+
+def run_decode_steps(report, reps=50) -> None:
+    """One sampler step: log-prob + entropy of [B, V] logits, no grad (min and median over reps).
+
+    One intra-op thread: on a loaded machine a second thread that is descheduled stalls every small op
+    at its barrier, which measures the neighbours, not the kernel."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    methods = {"chunked": logprob_entropy_from_logits, "materialised": reference_logprob_entropy_from_logits}
+    for b in DECODE_BATCHES:
+        logits = torch.randn(b, DECODE_VOCAB)
+        labels = torch.randint(0, DECODE_VOCAB, (b,))
+        times = {method: [] for method in methods}
+        for rep in range(reps + 1):  # the first round warms up
+            for method, fn in methods.items():
+                t0 = time.perf_counter()
+                fn(logits, labels, 0.7)
+                if rep:
+                    times[method].append(time.perf_counter() - t0)
+        for method, ts in times.items():
+            report.add_decode(
+                {
+                    "method": method,
+                    "batch": b,
+                    "vocab": DECODE_VOCAB,
+                    "min_ms": 1e3 * min(ts),
+                    "median_ms": 1e3 * statistics.median(ts),
+                }
+            )
+    torch.set_num_threads(threads)
+
+
+def run_gpu(shapes, reps, report) -> None:
+    methods = {
+        "fused": fused("triton"),
+        "materialised": materialised,
+        "compiled": torch.compile(materialised),
+    }
+    methods.update(competitor_methods())
+    for shape in shapes:
+        inputs = make_inputs(*shape, torch.bfloat16, "cuda")
+        for method, fn in methods.items():
+            try:
+                one_step(fn, *inputs, "cuda")  # compile / autotune outside the measured runs
+                memory = peak_memory(fn, inputs, "cuda")
+                result = {**timings([one_step(fn, *inputs, "cuda") for _ in range(reps)], shape), **memory}
+            except torch.cuda.OutOfMemoryError:
+                result = {"error": "out of memory"}
+            except Exception as exc:  # a competitor's API drift must not stop the run
+                result = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+            torch.cuda.empty_cache()
+            report.add({"method": method, "shape": list(shape), **result})
+
+
+# ---------------------------------------------------------------- reporting
+
+COLUMNS = (
+    "fwd_ms",
+    "bwd_ms",
+    "both_ms",
+    "fwd_tflops",
+    "bwd_tflops",
+    "both_tflops",
+    "fwd_peak_mib",
+    "both_peak_mib",
+)
+
+
+def table_rows(records):
+    yield "| N x H x V | method | " + " | ".join(COLUMNS) + " |"
+    yield "|" + "---|" * (len(COLUMNS) + 2)
+    for r in records:
+        cells = (
+            [r["error"]] + [""] * (len(COLUMNS) - 1)
+            if "error" in r
+            else [f"{r[c]:.3f}" if "tflops" in c else f"{r[c]:.1f}" for c in COLUMNS]
+        )
+        yield f"| {'x'.join(map(str, r['shape']))} | {r['method']} | " + " | ".join(cells) + " |"
+
+
+class Report:
+    """Collects the figures, printing each and rewriting DIR/kernels.json after each when --out is given."""
+
+    def __init__(self, device: str, command: str, out: Path | None):
+        self.data = {"machine": machine(), "device": device, "command": command, "records": [], "decode": []}
+        self.out = out
+        print(f"{self.data['machine']}\n" + "\n".join(table_rows([])), flush=True)
+
+    def add(self, record: dict) -> None:
+        self.data["records"].append(record)
+        print(list(table_rows([record]))[-1], flush=True)
+        self.save()
+
+    def add_decode(self, record: dict) -> None:
+        self.data["decode"].append(record)
+        print(
+            f"decode B={record['batch']:<3} {record['method']:13s} min {record['min_ms']:.3f} ms  "
+            f"median {record['median_ms']:.3f} ms",
+            flush=True,
+        )
+        self.save()
+
+    def save(self) -> None:
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "kernels.json").write_text(json.dumps(self.data, indent=2))
+
+    def append_to_results(self) -> None:
+        d = self.data
+        lines = [
+            "",
+            f"## Fused log-prob + entropy kernels ({d['device']}), "
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+            "",
+            f"Machine: {d['machine']}.",
+            f"Command: `{d['command']}`.",
+            "",
+            *table_rows(d["records"]),
+        ]
+        if d["decode"]:
+            lines += [
+                "",
+                "Sampler decode step (`logprob_entropy_from_logits`, fp32 [B, V] logits, no grad, 1 thread):",
+                "",
+                "| B x V | method | min ms | median ms |",
+                "|---|---|---|---|",
+            ]
+            lines += [
+                f"| {r['batch']}x{r['vocab']} | {r['method']} | {r['min_ms']:.3f} | {r['median_ms']:.3f} |"
+                for r in d["decode"]
+            ]
+        with RESULTS.open("a") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return (
+        f"`{' '.join(platform.uname())}`; CPU {cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}"
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one small shape")
+    parser.add_argument("--shapes", help="NxHxV[,NxHxV...] instead of the device's shape set")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 3 CPU, 10 GPU)")
+    parser.add_argument("--out", type=Path, help="also write the figures as DIR/kernels.json")
+    parser.add_argument("--no-append", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(cpu_worker(json.loads(args.worker))))
+        return
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here")
+    shapes = (
+        parse_shapes(args.shapes)
+        if args.shapes
+        else {
+            ("cpu", False): CPU_SHAPES,
+            ("cpu", True): CPU_QUICK,
+            ("cuda", False): GPU_SHAPES,
+            ("cuda", True): GPU_QUICK,
+        }[device, args.quick]
+    )
+    reps = args.reps or (3 if device == "cpu" else 10)
+    command = "python -m benchmarks.kernels " + " ".join(argv if argv is not None else sys.argv[1:])
+    report = Report(device, command.strip(), args.out)
+    if device == "cpu":
+        run_cpu(shapes, reps, report)
+        run_decode_steps(report)
+    else:
+        run_gpu(shapes, reps, report)
+    if not args.no_append:
+        report.append_to_results()
+
+
+if __name__ == "__main__":
+    main()

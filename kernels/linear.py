@@ -1,0 +1,174 @@
+"""`linear_logprob_entropy`: log-prob and entropy over the LM head without materialising the logits.
+
+    logprob, entropy = linear_logprob_entropy(hidden [N, H], weight [V, H], labels [N],
+                                              temperature=1.0, ignore_index=-100, impl="auto")
+
+With `z = hidden @ weight.T / temperature`: `logprob = log_softmax(z)[label]` and `entropy` of
+`softmax(z)`, both `[N]` fp32 (fp64 for fp64 inputs), differentiable with respect to `hidden` and
+`weight` for any upstream gradients. Rows whose label is `ignore_index` give 0 and no gradient; any
+other label outside `[0, V)` raises `KernelInputError`. Inputs: fp32, bf16 or fp16 (fp64 on the torch
+paths), `hidden` and `weight` of the same dtype.
+
+The forward streams the vocabulary keeping four fp32 numbers per token (running max, sum of
+exponentials, exponential-weighted logit sum, target logit) and saves `lse` and `b/s` (8 bytes per
+token). The backward recomputes logits one vocabulary chunk at a time, forms
+`dz = (g_logp * (onehot(y) - p) - g_H * p * (z - b/s)) / T` (the `z - b/s` form stays finite when `p`
+underflows) and accumulates `dh += dz @ W_chunk`, `dW_chunk = dz.T @ h`. Peak extra memory is one
+`[N, chunk]` block, chunk chosen so it holds `WORKSPACE_ELEMENTS` values (at least 256 columns).
+
+`impl`: "auto" (Triton on CUDA tensors, else torch), "triton" (kernels in `_linear_triton.py`; on CPU
+only under `TRITON_INTERPRET=1`), "torch" (the same algorithm with torch matmuls per chunk: the CPU
+path) or "reference" (materialised logits, for tests).
+"""
+
+import torch
+
+from ._common import KernelInputError, check_labels, check_temperature, resolve_impl, triton_module
+from .from_logits import reference_logprob_entropy_from_logits, softmax_stats
+
+# Values in one [N, chunk] block of logits / dz (torch: fp32 temporaries; Triton: the dz workspace).
+# CUDA: 64 MiB of bf16 dz, so that with the fp32 dh accumulator (128 MiB at N=8192, H=4096) and one
+# bf16 GEMM output the backward stays within dW + 256 MiB.
+WORKSPACE_ELEMENTS = {"cpu": 4 * 2**20, "cuda": 32 * 2**20}
+CHUNK_MULTIPLE = 256
+
+
+def reference_linear_logprob_entropy(hidden, weight, labels, temperature=1.0, ignore_index=-100):
+    """Plain torch: materialises the [N, V] logits; differentiable."""
+    cdt = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+    logits = hidden.to(cdt) @ weight.to(cdt).T
+    return reference_logprob_entropy_from_logits(logits, labels, temperature, ignore_index)
+
+
+def vocab_chunks(n: int, vocab: int, device: torch.device):
+    """[(v_begin, v_end)] covering the vocabulary with blocks of about WORKSPACE_ELEMENTS / n columns."""
+    budget = WORKSPACE_ELEMENTS["cuda" if device.type == "cuda" else "cpu"]
+    cols = max(CHUNK_MULTIPLE, budget // max(n, 1) // CHUNK_MULTIPLE * CHUNK_MULTIPLE)
+    return [(v, min(v + cols, vocab)) for v in range(0, vocab, cols)]
+
+
+def merge_partials(parts: torch.Tensor):
+    """Combine per-split (m, s, b, z_y) [4, S, N] into (lse, b/s, z_y) [N], in a fixed order."""
+    m, s, b, z_y = parts.unbind(0)
+    top = m.amax(0)
+    scale = torch.exp(m - top)
+    s_total = (s * scale).sum(0)
+    return top + torch.log(s_total), (b * scale).sum(0) / s_total, z_y.sum(0)
+
+
+def _torch_partials(hidden, weight, labels, inv_temp):
+    cdt = hidden.dtype if hidden.dtype == torch.float64 else torch.float32
+    h = hidden.to(cdt)
+    chunks = vocab_chunks(hidden.shape[0], weight.shape[0], hidden.device)
+    parts = torch.empty((4, len(chunks), hidden.shape[0]), dtype=cdt, device=hidden.device)
+    for i, (v0, v1) in enumerate(chunks):
+        z = h @ weight[v0:v1].to(cdt).T
+        if inv_temp != 1.0:
+            z.mul_(inv_temp)
+        lse, mean_z = softmax_stats(z)
+        local = labels - v0
+        inside = (local >= 0) & (local < v1 - v0)
+        z_y = z.gather(1, local.clamp(0, v1 - v0 - 1).unsqueeze(1)).squeeze(1)
+        # A chunk's softmax is normalised: its partial is (m, s, b) = (lse, 1, b/s).
+        parts[:, i] = torch.stack([lse, torch.ones_like(lse), mean_z, torch.where(inside, z_y, 0)])
+    return parts
+
+
+def _torch_dz(h, weight, labels, lse, mean_z, g_lp, g_ent, v0, v1, inv_temp):
+    """dz of one vocabulary chunk in four elementwise passes over raw logits x = h @ W_chunk.T.
+
+    dz = p * (-g_lp - g_ent * (z - b/s)) / T with z = x / T is affine in x per row: p * (a + c * x)."""
+    x = h @ weight[v0:v1].to(h.dtype).T
+    p = torch.add(-lse.unsqueeze(1), x, alpha=inv_temp).exp_()
+    a = ((g_ent * mean_z - g_lp) * inv_temp).unsqueeze(1)
+    c = (-g_ent * inv_temp**2).unsqueeze(1)
+    dz = torch.addcmul(a, c, x).mul_(p)
+    local = labels - v0
+    inside = (local >= 0) & (local < v1 - v0)
+    target = torch.where(inside, g_lp * inv_temp, 0).unsqueeze(1)
+    return dz.scatter_add_(1, local.clamp(0, v1 - v0 - 1).unsqueeze(1), target)
+
+
+def _triton_dz_writer(hidden, weight, labels, lse, mean_z, g_lp, g_ent, ctx, width):
+    """Returns (v0, v1) -> dz of that chunk, written by the Triton kernel into one reused workspace."""
+    kernels = triton_module("_linear_triton")
+    workspace = torch.empty((hidden.shape[0], width), dtype=hidden.dtype, device=hidden.device)
+    g_lp, g_ent = g_lp.contiguous(), g_ent.contiguous()
+
+    def write(v0, v1):
+        dz = workspace[:, : v1 - v0]
+        kernels.write_dz(
+            dz, hidden, weight, labels, lse, mean_z, g_lp, g_ent, v0, v1, ctx.inv_temp, ctx.ignore_index
+        )
+        return dz
+
+    return write
+
+
+class LinearLogprobEntropy(torch.autograd.Function):
+    """Forward saves (hidden, weight, labels, lse, b/s); backward recomputes logits chunk by chunk."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, temperature, ignore_index, impl):
+        inv_temp = 1.0 / temperature
+        if impl == "triton":
+            parts = triton_module("_linear_triton").forward_partials(hidden, weight, labels, inv_temp)
+        else:
+            parts = _torch_partials(hidden, weight, labels, inv_temp)
+        lse, mean_z, z_y = merge_partials(parts)
+        active = labels != ignore_index
+        ctx.save_for_backward(hidden, weight, labels, lse, mean_z)
+        ctx.inv_temp, ctx.ignore_index, ctx.impl = inv_temp, ignore_index, impl
+        return torch.where(active, z_y - lse, 0), torch.where(active, lse - mean_z, 0)
+
+    @staticmethod
+    def backward(ctx, g_logprob, g_entropy):
+        hidden, weight, labels, lse, mean_z = ctx.saved_tensors
+        need_h, need_w = ctx.needs_input_grad[:2]
+        active = labels != ctx.ignore_index
+        g_lp = torch.where(active, g_logprob, 0) if g_logprob is not None else torch.zeros_like(lse)
+        g_ent = torch.where(active, g_entropy, 0) if g_entropy is not None else torch.zeros_like(lse)
+        chunks = vocab_chunks(hidden.shape[0], weight.shape[0], hidden.device)
+        if ctx.impl == "triton":
+            h_gemm = hidden
+            width = chunks[0][1] - chunks[0][0] if chunks else 0
+            make_dz = _triton_dz_writer(hidden, weight, labels, lse, mean_z, g_lp, g_ent, ctx, width)
+        else:
+            h_gemm = hidden.to(lse.dtype)
+            make_dz = lambda v0, v1: _torch_dz(
+                h_gemm, weight, labels, lse, mean_z, g_lp, g_ent, v0, v1, ctx.inv_temp
+            )
+        dh = torch.zeros(hidden.shape, dtype=lse.dtype, device=hidden.device) if need_h else None
+        dw = torch.empty_like(weight) if need_w else None
+        for v0, v1 in chunks:
+            dz = make_dz(v0, v1)
+            w_chunk = weight[v0:v1].to(dz.dtype)
+            if need_h:
+                if dz.dtype == dh.dtype:
+                    dh.addmm_(dz, w_chunk)
+                else:  # half-precision GEMM (fp32 accumulation inside cuBLAS), summed in fp32 here
+                    dh += dz @ w_chunk
+            if need_w:
+                dw[v0:v1] = dz.T @ h_gemm
+        return (dh.to(hidden.dtype) if need_h else None), dw, None, None, None, None
+
+
+def linear_logprob_entropy(hidden, weight, labels, temperature=1.0, ignore_index=-100, impl="auto"):
+    """Per-token (logprob, entropy) of softmax(hidden @ weight.T / temperature); see the module docstring."""
+    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
+        raise KernelInputError(
+            f"need hidden [N, H] and weight [V, H], got {list(hidden.shape)} and {list(weight.shape)}"
+        )
+    if hidden.dtype != weight.dtype or not hidden.dtype.is_floating_point:
+        raise KernelInputError(
+            f"hidden and weight need one floating dtype, got {hidden.dtype} and {weight.dtype}"
+        )
+    check_temperature(temperature)
+    check_labels(labels, hidden.shape[0], weight.shape[0], ignore_index)
+    labels = labels.long()  # gather / scatter want int64 indices
+    impl = resolve_impl(impl, hidden, weight)
+    if impl == "reference":
+        return reference_linear_logprob_entropy(hidden, weight, labels, temperature, ignore_index)
+    if impl == "triton":
+        hidden, weight, labels = hidden.contiguous(), weight.contiguous(), labels.contiguous()
+    return LinearLogprobEntropy.apply(hidden, weight, labels, temperature, ignore_index, impl)

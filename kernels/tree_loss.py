@@ -1,0 +1,136 @@
+"""`linear_tree_loss`: the ARPO tree-packed PPO loss from hidden states, without materialising logits.
+
+    loss, aux = linear_tree_loss(hidden [N, H], weight [V, H], labels [N], old_logprob [N],
+                                 s_plus [N], s_minus [N], w [N], ref_logprob [N] | None = None, *,
+                                 eps_low=0.2, eps_high=0.2, clip_c=3.0, kl_coef=0.0, entropy_coef=0.0,
+                                 temperature=1.0, ignore_index=-100, impl="auto")
+
+Per unique token u (design section 3), with `r = exp(logp - old_logprob)`:
+
+    L(u) = -min(r, 1 + eps_high) * s_plus(u) - min(max(r, 1 - eps_low), clip_c) * s_minus(u)
+           + kl_coef * w(u) * k3(u) - entropy_coef * w(u) * H(u)
+    k3 = exp(ref - logp) - (ref - logp) - 1            (only when ref_logprob is given)
+
+`s_plus` / `s_minus` are the sums of `w_i * A_i` over the branches through u with `A_i > 0` / `A_i < 0`
+and `w` the sum of their `w_i`, so `loss = sum_u L(u)` (0-dim fp32) equals the flat per-branch PPO loss
+with dual clip. Tokens whose label is `ignore_index` contribute 0. `aux` holds detached per-token
+tensors: `logprob`, `entropy`, `ratio`, and boolean masks `clipped_high` (r > 1 + eps_high where
+s_plus != 0), `clipped_low` (r < 1 - eps_low where s_minus != 0) and `dual_clipped` (r > clip_c where
+s_minus != 0), all False on ignored tokens.
+
+The log-prob/entropy come from `linear_logprob_entropy` (same `impl` choices); the loss is an
+elementwise epilogue on those [N] vectors, so autograd hands the fused backward
+`g_logp = dL/dlogp` and `g_H = dL/dH` and no [N, V] tensor ever exists (except with impl="reference").
+"""
+
+import torch
+
+from ._common import KernelInputError
+from .linear import linear_logprob_entropy
+
+
+def tree_loss_from_logprob(
+    logprob,
+    entropy,
+    labels,
+    old_logprob,
+    s_plus,
+    s_minus,
+    w,
+    ref_logprob=None,
+    *,
+    eps_low=0.2,
+    eps_high=0.2,
+    clip_c=3.0,
+    kl_coef=0.0,
+    entropy_coef=0.0,
+    ignore_index=-100,
+):
+    """The loss of the module docstring from per-token (logprob, entropy) [N]: (loss, aux)."""
+    active = labels != ignore_index
+    # Ignored tokens get ratio 1 and delta 0, so whatever their inputs hold cannot turn into NaN.
+    ratio = torch.exp(torch.where(active, logprob - old_logprob, 0))
+    upper = torch.clamp(ratio, max=1 + eps_high)
+    lower = torch.clamp(torch.clamp(ratio, min=1 - eps_low), max=clip_c)
+    per_token = -upper * s_plus - lower * s_minus
+    if ref_logprob is not None and kl_coef:
+        delta = torch.where(active, ref_logprob - logprob, 0)
+        per_token = per_token + kl_coef * w * (torch.exp(delta) - delta - 1)
+    if entropy_coef:
+        per_token = per_token - entropy_coef * w * entropy
+    loss = torch.where(active, per_token, 0).sum()
+    with torch.no_grad():
+        aux = {
+            "logprob": logprob.detach(),
+            "entropy": entropy.detach(),
+            "ratio": ratio.detach(),
+            "clipped_high": active & (s_plus != 0) & (ratio > 1 + eps_high),
+            "clipped_low": active & (s_minus != 0) & (ratio < 1 - eps_low),
+            "dual_clipped": active & (s_minus != 0) & (ratio > clip_c),
+        }
+    return loss, aux
+
+
+def _check_per_token(n: int, **tensors) -> None:
+    for name, t in tensors.items():
+        if t is not None and (t.dim() != 1 or t.shape[0] != n):
+            raise KernelInputError(f"{name} must have shape [{n}], got {list(t.shape)}")
+
+
+def linear_tree_loss(
+    hidden,
+    weight,
+    labels,
+    old_logprob,
+    s_plus,
+    s_minus,
+    w,
+    ref_logprob=None,
+    *,
+    eps_low=0.2,
+    eps_high=0.2,
+    clip_c=3.0,
+    kl_coef=0.0,
+    entropy_coef=0.0,
+    temperature=1.0,
+    ignore_index=-100,
+    impl="auto",
+):
+    """Tree loss and per-token diagnostics; see the module docstring."""
+    if hidden.dim() != 2:
+        raise KernelInputError(f"hidden must have shape [N, H], got {list(hidden.shape)}")
+    n = hidden.shape[0]
+    _check_per_token(n, old_logprob=old_logprob, s_plus=s_plus, s_minus=s_minus, w=w, ref_logprob=ref_logprob)
+    if kl_coef and ref_logprob is None:
+        raise KernelInputError("kl_coef != 0 needs ref_logprob")
+    if not 0 <= eps_low < 1 or eps_high < 0 or clip_c <= 1:
+        raise KernelInputError(
+            f"need 0 <= eps_low < 1, eps_high >= 0, clip_c > 1; got {eps_low}, {eps_high}, {clip_c}"
+        )
+    logprob, entropy = linear_logprob_entropy(hidden, weight, labels, temperature, ignore_index, impl)
+    like_out = lambda t: None if t is None else t.to(logprob.dtype)
+    return tree_loss_from_logprob(
+        logprob,
+        entropy,
+        labels,
+        like_out(old_logprob),
+        like_out(s_plus),
+        like_out(s_minus),
+        like_out(w),
+        like_out(ref_logprob),
+        eps_low=eps_low,
+        eps_high=eps_high,
+        clip_c=clip_c,
+        kl_coef=kl_coef,
+        entropy_coef=entropy_coef,
+        ignore_index=ignore_index,
+    )
+
+
+def reference_linear_tree_loss(
+    hidden, weight, labels, old_logprob, s_plus, s_minus, w, ref_logprob=None, **kw
+):
+    """The unfused torch computation: materialised logits, then the same loss (for tests)."""
+    return linear_tree_loss(
+        hidden, weight, labels, old_logprob, s_plus, s_minus, w, ref_logprob, impl="reference", **kw
+    )
