@@ -21,7 +21,7 @@ def extension_modules():
     if not sources:
         return [], {}
     try:
-        import torch  # noqa: F401
+        import torch
         from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
     except ImportError:
         print("arpo: torch not importable at build time; skipping the csrc extension", file=sys.stderr)
@@ -30,12 +30,22 @@ def extension_modules():
         print("arpo: no C++ compiler; skipping the csrc extension", file=sys.stderr)
         return [], {}
     cuda_sources = sorted(glob.glob("csrc/*.cu"))
-    use_cuda = bool(cuda_sources) and CUDA_HOME is not None and os.environ.get("ARPO_NO_CUDA") != "1"
+    # A CUDA toolkit next to a CPU build of torch (no CUDA headers of torch's own) cannot build it.
+    use_cuda = (
+        bool(cuda_sources)
+        and CUDA_HOME is not None
+        and torch.version.cuda is not None
+        and os.environ.get("ARPO_NO_CUDA") != "1"
+    )
     args = {"cxx": ["-O3", "-std=c++17"]}
     if use_cuda:
         args["nvcc"] = ["-O3"]
-        ext = CUDAExtension("arpo._C", sources + cuda_sources, extra_compile_args=args,
-                            define_macros=[("ARPO_WITH_CUDA", None)])
+        ext = CUDAExtension(
+            "arpo._C",
+            sources + cuda_sources,
+            extra_compile_args=args,
+            define_macros=[("ARPO_WITH_CUDA", None)],
+        )
     else:
         ext = CppExtension("arpo._C", sources, extra_compile_args=args)
     return [ext], {"build_ext": BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)}

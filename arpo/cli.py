@@ -9,7 +9,7 @@ from arpo import __version__
 from arpo.errors import ArpoError
 
 EPILOG = """examples:
-  arpo train                                   # the embedded default: SmolLM2-135M on the arithmetic tool task
+  arpo train                                   # embedded default: SmolLM2-135M, arithmetic tool task
   arpo train configs/default.yaml trainer.steps=5 rollout.M=4
   torchrun --nproc_per_node=8 -m arpo train configs/qwen2.5-7b-arpo.yaml
   arpo eval model.path=runs/default/checkpoints/step-20/hf data.val=gsm8k

@@ -9,7 +9,9 @@ from arpo.models import ModelConfig, export_hf, load_model, resolve, tiny_model
 from arpo.models.tiny import TINY_FAMILIES
 from tests.conftest import requires_smollm2
 
-PROMPT = "<|im_start|>user\nWhat is 17 * 23?<|im_end|>\n<|im_start|>assistant\n<python>print(17 * 23)</python>"
+PROMPT = (
+    "<|im_start|>user\nWhat is 17 * 23?<|im_end|>\n<|im_start|>assistant\n<python>print(17 * 23)</python>"
+)
 
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)

@@ -14,7 +14,18 @@ from tests.conftest import ROOT
 def test_wheel_installs_arpo_kernels_not_kernels(tmp_path):
     env = dict(os.environ, ARPO_NO_EXT="1")  # the extension is tested elsewhere; keep this fast
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), ROOT],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            ROOT,
+        ],
         check=True,
         env=env,
         capture_output=True,
@@ -27,7 +38,10 @@ def test_wheel_installs_arpo_kernels_not_kernels(tmp_path):
     assert not any(n.startswith("kernels/") for n in names)
     assert "arpo/cli.py" in names
     # Import from another directory, with only the unpacked wheel on the path.
-    code = "import arpo.kernels, arpo, sys; print(arpo.kernels.__file__); assert 'transformers' not in sys.modules"
+    code = (
+        "import arpo.kernels, arpo, sys; print(arpo.kernels.__file__); "
+        "assert 'transformers' not in sys.modules"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,

@@ -155,3 +155,33 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert resumed.returncode == 0, err.decode()[-2000:]
     assert "resumed from" in err.decode()
     assert [stable(r) for r in rows(killed)] == [stable(r) for r in rows(straight)]
+
+
+@pytest.mark.slow
+@pytest.mark.multiproc
+def test_torchrun_two_ranks_match_one_process(tmp_path):
+    """FSDP2 over 2 gloo ranks, one prompt per rank, equals one process with both prompts: same
+    rollouts (seeds keyed by global prompt index), same global token-mean loss, same parameters."""
+    # lr 1e-3: Adam turns summation-order noise in near-zero gradients into lr-sized steps.
+    common = [*BASE, "trainer.steps=2", "trainer.save_every=2", "data.val_size=2", "trainer.lr=1e-3"]
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    one = subprocess.run([sys.executable, "-m", "arpo", "train", *common, f"run_dir={single}"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "arpo", "train", *common, f"run_dir={multi}"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = load_file(single / "checkpoints" / "step-000002" / "hf" / "model.safetensors")
+    b = load_file(multi / "checkpoints" / "step-000002" / "hf" / "model.safetensors")
+    assert a.keys() == b.keys()
+    initial, _ = tiny_model("llama")
+    assert not torch.equal(a["model.norm.weight"], initial.model.norm.weight)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5, msg=name)
+    train_a = [r for r in rows(single) if "actor/pg_loss" in r]
+    train_b = [r for r in rows(multi) if "actor/pg_loss" in r]
+    assert [r["reward/mean"] for r in train_a] == pytest.approx([r["reward/mean"] for r in train_b])
+    # The rollout engine's full copy is refreshed from the shards after each update.
+    assert train_b[1]["rollout/logprob_mismatch"] < 1e-4

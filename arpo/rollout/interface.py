@@ -47,8 +47,9 @@ class RolloutEngine(Protocol):
     def resume(self, seq_id: int, token_ids: list[int], params: SamplingParams | None = None) -> None:
         """Append tokens (a tool result) to a paused sequence; they are prefilled on the next step."""
 
-    def fork(self, seq_id: int, n: int, num_tokens: int | None = None,
-             seeds: list[int | None] | None = None) -> list[int]:
+    def fork(
+        self, seq_id: int, n: int, num_tokens: int | None = None, seeds: list[int | None] | None = None
+    ) -> list[int]:
         """`n` children sharing the first `num_tokens` tokens (default: all) of `seq_id`'s
         prompt+response; each then samples its own continuation. Shares KV blocks; nothing of
         the shared prefix is recomputed. Children start paused=False (runnable)."""

@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 import torch
 
-from arpo.algo.policy import compute_logprobs, policy_loss_backward
+from arpo.algo.policy import compute_logprobs, count_micro_batches, policy_loss_backward
 from arpo.config import Config, save_config, to_yaml
 from arpo.errors import ArpoError
 from arpo.rollout.engine import Engine
@@ -85,6 +85,7 @@ def _train(cfg: Config, d: Dist) -> dict:
         log.log(0, state["eval_before"])
 
     P = cfg.data.prompts_per_step
+    temperature = cfg.rollout.temperature or 1.0  # log-probs of the sampling distribution (greedy: T=1)
     bad_steps = 0
     last_saved = None
     for step in range(start, cfg.trainer.steps):
@@ -102,8 +103,12 @@ def _train(cfg: Config, d: Dist) -> dict:
         with timer("reward"):
             score(c, groups, examples)
 
+        # Every rank makes as many passes as the busiest one: each FSDP2 pass is a collective.
+        passes = int(
+            all_reduce([float(count_micro_batches(groups, cfg.algo.micro_batch_tokens))], d, "max")[0]
+        )
         with timer("old_logprob"):
-            old = compute_logprobs(model, groups, cfg.algo.micro_batch_tokens, cfg.rollout.temperature or 1.0)
+            old = compute_logprobs(model, groups, cfg.algo.micro_batch_tokens, temperature, passes)
         loss_tokens = all_reduce([float(sum(sum(t.loss_mask) for g in groups for t in g.trajectories))], d)[0]
         with timer("update"):
             skipped = 0.0
@@ -118,7 +123,8 @@ def _train(cfg: Config, d: Dist) -> dict:
                     old,
                     c.ref_model,
                     scale=d.world * local / max(loss_tokens, 1.0),
-                    temperature=cfg.rollout.temperature or 1.0,
+                    temperature=temperature,
+                    min_passes=passes,
                 )
                 grad_norm = _grad_norm(model, cfg.trainer.grad_clip)
                 finite = (
@@ -132,7 +138,8 @@ def _train(cfg: Config, d: Dist) -> dict:
                 else:
                     skipped = 1.0
                 optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+            if not skipped:
+                scheduler.step()
         if skipped:
             bad_steps += 1
             log.print(f"[yellow]step {step + 1}: non-finite loss or gradient; update skipped on every rank")

@@ -1,0 +1,324 @@
+"""The native paged sampler: continuous batching over a paged KV cache with copy-on-write forks.
+
+Implements `RolloutEngine` (see interface.py). Each `step()` serves the runnable sequences in
+arrival order: a sequence with uncomputed tokens (new prompt, tool result after `resume`) gets a
+prefill chunk, the others one decode token, all in one forward pass; then every sequence whose
+tokens are all computed samples one token. When the cache runs out of blocks the latest
+sequences are preempted (paused ones first): their blocks are freed and their tokens recomputed
+when they run again (`stats["recomputed_tokens"]`).
+
+Forks: the logits at the end of every prefill are kept, so a fork there (right after a tool result)
+computes nothing; a fork over tokens not yet computed (right after `resume`) first computes them
+once in the parent; a fork anywhere else re-feeds one token per child (counted as recomputed).
+Children share the parent's blocks; the partially filled tail block is copied on first write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from arpo.errors import ArpoError
+
+from .block_manager import BlockManager, OutOfBlocksError
+from .config import SamplerConfig
+from .interface import SamplingParams, TokenEvent
+from .model_runner import Chunk, ModelRunner
+from .sampling import sample_next
+from .sequence import Sequence
+
+
+class Engine:
+    def __init__(self, model, tokenizer=None, cfg: SamplerConfig | None = None):
+        self.cfg = cfg = cfg or SamplerConfig()
+        num_blocks = cfg.num_blocks or -(-cfg.kv_cache_tokens // cfg.block_size)
+        device = None if cfg.device == "auto" else torch.device(cfg.device)
+        self.runner = ModelRunner(model, num_blocks, cfg.block_size, device)
+        self.blocks = BlockManager(num_blocks, cfg.block_size)
+        self.tokenizer = tokenizer
+        self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        self.generator = torch.Generator(device=self.runner.device)
+        self.generator.manual_seed(cfg.seed)
+        self.sequences: dict[int, Sequence] = {}
+        self._arrivals = 0
+        self.stats = dict.fromkeys(
+            (
+                "steps",
+                "prefill_tokens",
+                "decode_tokens",
+                "recomputed_tokens",
+                "sampled_tokens",
+                "forks",
+                "preemptions",
+                "peak_used_blocks",
+            ),
+            0,
+        )
+
+    # ---- RolloutEngine API -------------------------------------------------------------------
+    def add(self, prompt_ids: list[int], params: SamplingParams) -> int:
+        self._check_tokens(prompt_ids, "prompt")
+        if not prompt_ids:
+            raise ArpoError("cannot add an empty prompt")
+        self._check_params(params)
+        seq_id = self.blocks.add_sequence()
+        self.sequences[seq_id] = Sequence(
+            seq_id, list(prompt_ids), params, self._new_generator(params.seed), self._next_arrival()
+        )
+        return seq_id
+
+    def step(self) -> list[TokenEvent]:
+        work, ready = self._schedule()
+        logits = self._compute(work)
+        events = self._sample(ready, logits) if ready else []
+        self.stats["steps"] += 1
+        return events
+
+    def resume(self, seq_id: int, token_ids: list[int], params: SamplingParams | None = None) -> None:
+        seq = self._get(seq_id)
+        if seq.status != "paused":
+            raise ArpoError(f"sequence {seq_id} is {seq.status}, only a paused sequence can be resumed")
+        self._check_tokens(token_ids, "appended")
+        if params is not None:
+            self._check_params(params)
+            if params.seed is not None and params.seed != seq.params.seed:
+                seq.generator = self._new_generator(params.seed)
+            seq.params = params
+        seq.tokens += token_ids
+        seq.generated += [False] * len(token_ids)
+        seq.status, seq.finish_reason = "running", None
+        seq.turn_start = len(seq.tokens)
+        seq.in_prefill = True
+
+    def pause(self, seq_id: int) -> None:
+        """Take a running sequence out of the batch, as a stop would (its K/V stays cached)."""
+        seq = self._get(seq_id)
+        if seq.status != "running":
+            raise ArpoError(f"sequence {seq_id} is {seq.status}, only a running sequence can be paused")
+        seq.status, seq.finish_reason = "paused", "stop"
+
+    def fork(
+        self, seq_id: int, n: int, num_tokens: int | None = None, seeds: list[int | None] | None = None
+    ) -> list[int]:
+        parent = self._get(seq_id)
+        t = len(parent.tokens) if num_tokens is None else num_tokens
+        if not 1 <= t <= len(parent.tokens):
+            raise ArpoError(f"fork point {t} is outside sequence {seq_id}'s 1..{len(parent.tokens)} tokens")
+        if n < 1 or (seeds is not None and len(seeds) != n):
+            raise ArpoError(f"fork needs n >= 1 and one seed per child, got n={n}, {seeds}")
+        if parent.status != "finished" and parent.num_computed < t:
+            self._compute_prefix(parent, t)  # once, in the parent, so the children share it
+        shared = min(t, parent.num_computed)
+        children = []
+        for i, child_id in enumerate(self.blocks.fork(seq_id, n, shared)):
+            seed = seeds[i] if seeds is not None else None
+            child = Sequence(
+                child_id,
+                parent.tokens[:t],
+                dataclasses.replace(parent.params, seed=seed),
+                self._new_generator(seed),
+                self._next_arrival(),
+                generated=parent.generated[:t],
+                num_computed=shared,
+                recompute_until=min(t, parent.recompute_until),
+                turn_start=parent.turn_start if t > parent.turn_start else t,
+            )
+            if shared == t and t in parent.snapshots:
+                child.snapshots[t] = parent.snapshots[t]
+            elif shared == t:  # no logits kept at this point: feed the last token again
+                child.num_computed = t - 1
+                child.recompute_until = max(child.recompute_until, t)
+            self.sequences[child_id] = child
+            children.append(child_id)
+        self.stats["forks"] += n
+        return children
+
+    def release(self, seq_id: int) -> None:
+        self._get(seq_id)
+        self.blocks.remove(seq_id)
+        del self.sequences[seq_id]
+
+    def has_runnable(self) -> bool:
+        return any(s.status == "running" for s in self.sequences.values())
+
+    def token_ids(self, seq_id: int) -> list[int]:
+        return list(self._get(seq_id).tokens)
+
+    # ---- read-only helpers ----------------------------------------------------------------------
+    def status(self, seq_id: int) -> tuple[str, str | None]:
+        """(status, finish_reason) of a sequence."""
+        seq = self._get(seq_id)
+        return seq.status, seq.finish_reason
+
+    @property
+    def kv_cache_bytes_used(self) -> int:
+        return self.blocks.num_used_blocks * self.runner.kv_cache_bytes_per_block
+
+    # ---- scheduling ---------------------------------------------------------------------------
+    def _schedule(self) -> tuple[list[tuple[Sequence, Chunk]], list[tuple[Sequence, int | None]]]:
+        """This step's (sequence, chunk) pairs to compute, and (sequence, logits row) pairs to sample
+        (row None: sample from the sequence's kept logits)."""
+        running = sorted(
+            (s for s in self.sequences.values() if s.status == "running"), key=lambda s: s.arrival
+        )
+        work, ready, scheduled = [], [], set()
+        budget = self.cfg.max_prefill_tokens
+        rows = 0
+        for seq in running:
+            if len(scheduled) >= self.cfg.max_batch_seqs:
+                break
+            end = len(seq.tokens)
+            if seq.num_computed == end:  # a fork child at a kept prefill end
+                ready.append((seq, None))
+                scheduled.add(seq.seq_id)
+                continue
+            start = seq.num_computed
+            if end - start > 1 or seq.in_prefill:
+                end = min(end, start + budget)
+                if end == start:
+                    continue
+            if not self._make_room(seq, start, end, scheduled):
+                break  # queue: the earlier sequences of this step hold the blocks
+            # Copy now: a later preemption may free a source block and hand it out again.
+            self.runner.copy_blocks(self.blocks.prepare_write(seq.seq_id, start, end))
+            if end - start > 1 or seq.in_prefill:
+                budget -= end - start
+            last = end == len(seq.tokens)
+            work.append((seq, self._chunk(seq, start, end, want_logits=last)))
+            if last:
+                ready.append((seq, rows))
+                rows += 1
+            scheduled.add(seq.seq_id)
+        self.stats["peak_used_blocks"] = max(self.stats["peak_used_blocks"], self.blocks.num_used_blocks)
+        return work, ready
+
+    def _make_room(self, seq: Sequence, start: int, end: int, keep: set[int]) -> bool:
+        """Preempt sequences until [start, end) of `seq` fits; False when only `keep` holds the rest."""
+        needed = self.blocks.blocks_needed(seq.seq_id, start, end)
+        if needed > self.blocks.num_blocks:
+            raise OutOfBlocksError(
+                f"sequence {seq.seq_id} needs {needed} KV blocks but the cache has {self.blocks.num_blocks}; "
+                "raise sampler.num_blocks / kv_cache_tokens"
+            )
+        while self.blocks.num_free_blocks < self.blocks.blocks_needed(seq.seq_id, start, end):
+            victims = [
+                s
+                for s in self.sequences.values()
+                if s.num_computed and s.seq_id != seq.seq_id and s.seq_id not in keep
+            ]
+            if not victims:
+                return False
+            victim = max(victims, key=lambda s: (s.status == "paused", s.arrival))
+            self.blocks.free(victim.seq_id)
+            victim.drop_cache()
+            self.stats["preemptions"] += 1
+        return True
+
+    def _chunk(self, seq: Sequence, start: int, end: int, want_logits: bool) -> Chunk:
+        recomputed = max(0, min(end, seq.recompute_until) - start)
+        self.stats["recomputed_tokens"] += recomputed
+        kind = "prefill_tokens" if end - start > 1 or seq.in_prefill else "decode_tokens"
+        self.stats[kind] += end - start
+        return Chunk(
+            seq.tokens[start:end],
+            start,
+            list(self.blocks.block_table(seq.seq_id)),
+            self.blocks.slots(seq.seq_id, start, end),
+            want_logits,
+        )
+
+    def _compute(self, work: list[tuple[Sequence, Chunk]]) -> torch.Tensor | None:
+        if not work:
+            return None
+        logits = self.runner.forward([chunk for _, chunk in work])
+        for seq, chunk in work:
+            seq.num_computed = chunk.start + len(chunk.token_ids)
+        return logits
+
+    def _compute_prefix(self, seq: Sequence, t: int) -> None:
+        """Compute `seq`'s tokens up to `t` now (before a fork) and keep the logits at `t`."""
+        while seq.num_computed < t:
+            start = seq.num_computed
+            end = min(t, start + self.cfg.max_prefill_tokens)
+            if not self._make_room(seq, start, end, set()):
+                raise OutOfBlocksError(
+                    f"no KV blocks left to compute sequence {seq.seq_id} before forking it"
+                )
+            self.runner.copy_blocks(self.blocks.prepare_write(seq.seq_id, start, end))
+            seq.in_prefill = True
+            logits = self.runner.forward([self._chunk(seq, start, end, want_logits=end == t)])
+            seq.num_computed = end
+        seq.snapshots[t] = logits[0]
+        self.stats["peak_used_blocks"] = max(self.stats["peak_used_blocks"], self.blocks.num_used_blocks)
+
+    # ---- sampling -----------------------------------------------------------------------------
+    def _sample(
+        self, ready: list[tuple[Sequence, int | None]], logits: torch.Tensor | None
+    ) -> list[TokenEvent]:
+        rows = [seq.snapshots[len(seq.tokens)] if row is None else logits[row] for seq, row in ready]
+        stacked = torch.stack(rows)
+        params = [seq.params for seq, _ in ready]
+        gens = [seq.generator or self.generator for seq, _ in ready]
+        tokens, logprobs, entropies = (x.tolist() for x in sample_next(stacked, params, gens))
+        events = []
+        for (seq, row), tok, lp, ent, seq_logits in zip(ready, tokens, logprobs, entropies, rows):
+            if seq.in_prefill:
+                seq.snapshots[len(seq.tokens)] = seq_logits if row is None else seq_logits.clone()
+                seq.in_prefill = False
+            seq.tokens.append(tok)
+            seq.generated.append(True)
+            self._update_status(seq, tok)
+            events.append(TokenEvent(seq.seq_id, tok, lp, ent, seq.status, seq.finish_reason))
+        self.stats["sampled_tokens"] += len(ready)
+        return events
+
+    def _update_status(self, seq: Sequence, tok: int) -> None:
+        p = seq.params
+        if tok in p.eos_token_ids or seq.num_generated >= p.max_new_tokens:
+            seq.status, seq.finish_reason = "finished", "eos" if tok in p.eos_token_ids else "length"
+            self.blocks.free(seq.seq_id)
+            seq.drop_cache()
+        elif tok in p.stop_token_ids or self._hit_stop_string(seq):
+            seq.status, seq.finish_reason = "paused", "stop"
+
+    def _hit_stop_string(self, seq: Sequence) -> bool:
+        if not seq.params.stop:
+            return False
+        # Only for matching: a window of recent tokens longer than any stop string in characters.
+        window = max(len(s) for s in seq.params.stop) + 8
+        tail = seq.tokens[max(seq.turn_start, len(seq.tokens) - window) :]
+        text = self.tokenizer.decode(tail, skip_special_tokens=False)
+        return any(text.endswith(s) for s in seq.params.stop)
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _get(self, seq_id: int) -> Sequence:
+        if seq_id not in self.sequences:
+            raise ArpoError(f"unknown sequence id {seq_id}")
+        return self.sequences[seq_id]
+
+    def _next_arrival(self) -> int:
+        self._arrivals += 1
+        return self._arrivals
+
+    def _new_generator(self, seed: int | None) -> torch.Generator | None:
+        if seed is None:
+            return None
+        gen = torch.Generator(device=self.runner.device)
+        gen.manual_seed(seed)
+        return gen
+
+    def _check_tokens(self, ids: list[int], what: str) -> None:
+        if ids and not all(0 <= i < self.vocab_size for i in ids):
+            raise ArpoError(f"{what} token ids must lie in [0, {self.vocab_size})")
+
+    def _check_params(self, params: SamplingParams) -> None:
+        if params.max_new_tokens < 1:
+            raise ArpoError(f"max_new_tokens must be >= 1, got {params.max_new_tokens}")
+        if params.stop and self.tokenizer is None:
+            raise ArpoError("stop strings need the engine to be given a tokenizer")
+        if not 0 < params.top_p <= 1 or params.top_k < 0 or params.temperature < 0:
+            raise ArpoError(
+                f"bad sampling params: temperature={params.temperature}, top_p={params.top_p}, "
+                f"top_k={params.top_k}"
+            )
