@@ -26,7 +26,7 @@ $(STAMP): $(PY) pyproject.toml setup.py $(wildcard csrc/*)
 setup: $(STAMP)
 
 train: $(STAMP)
-	$(VENV)/bin/arpo train $(ARGS)
+	$(VENV)/bin/arpo train configs/default.yaml $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -12,7 +12,7 @@ EPILOG = """examples:
   arpo train                                   # embedded default: SmolLM2-135M, arithmetic tool task
   arpo train configs/default.yaml trainer.steps=5 rollout.M=4
   torchrun --nproc_per_node=8 -m arpo train configs/qwen2.5-7b-arpo.yaml
-  arpo eval model.path=runs/default/checkpoints/step-20/hf data.val=gsm8k
+  arpo eval model.path=runs/default/checkpoints/step-000016/hf data=gsm8k,math500 k=5
   arpo config configs/default.yaml rollout.N=8   # print the resolved config
 """
 
@@ -30,10 +30,18 @@ def _split(args: list[str]) -> tuple[str | None, list[str]]:
     return recipe, overrides
 
 
-def _config(args: list[str]):
+# Short forms `arpo eval` accepts for its most used keys.
+EVAL_ALIASES = {"data": "eval.data", "k": "eval.k", "engine": "rollout.engine", "greedy": "eval.greedy"}
+
+
+def _config(args: list[str], aliases: dict[str, str] | None = None):
     from arpo.config import load_config
 
     recipe, overrides = _split(args)
+    if aliases:
+        overrides = [
+            aliases.get(o.split("=", 1)[0], o.split("=", 1)[0]) + "=" + o.split("=", 1)[1] for o in overrides
+        ]
     return load_config(recipe, overrides)
 
 
@@ -46,8 +54,8 @@ def cmd_train(args: list[str]) -> int:
 
 
 def cmd_eval(args: list[str]) -> int:
-    cfg = _config(args)
-    from arpo.eval import evaluate  # noqa: F401  (raises ImportError until the eval issue lands)
+    cfg = _config(args, EVAL_ALIASES)
+    from arpo.eval import evaluate
 
     evaluate(cfg)
     return 0

@@ -19,6 +19,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from arpo.algo.config import AlgoConfig
 from arpo.data.config import DataConfig
 from arpo.errors import ConfigError
+from arpo.eval.config import EvalConfig
 from arpo.models.config import ModelConfig
 from arpo.rewards.config import RewardConfig
 from arpo.rollout.config import RolloutConfig
@@ -35,6 +36,7 @@ class Config:
     reward: RewardConfig = field(default_factory=RewardConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     run_dir: str = "runs/default"
 

@@ -32,7 +32,7 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
-    max_response_tokens: int = 256  # includes tool-result tokens
+    max_response_tokens: int = 96  # includes tool-result tokens
     # Calls per trajectory (malformed ones count); the model may still answer after the last one,
     # and closing one more call ends the trajectory with finish_reason "tool_limit".
     max_tool_calls: int = 3

@@ -66,7 +66,13 @@ def _tools_for(cfg: Config, examples: list[Example]):
     return cfg.tools
 
 
-def _fitting(examples: list[Example], tokenizer, max_tokens: int, what: str) -> list[Example]:
+def agent_tools(cfg: Config, examples: list[Example]) -> tuple[Any, ToolExecutor]:
+    """The tool-call parser and executor an agent on `examples` uses."""
+    registry = build_tools(_tools_for(cfg, examples))
+    return make_parser(cfg.tools.format, registry), ToolExecutor(registry, cfg.tools.workers)
+
+
+def fitting_prompts(examples: list[Example], tokenizer, max_tokens: int, what: str) -> list[Example]:
     """Drop prompts longer than `data.max_prompt_tokens` (as verl does), saying how many."""
     if max_tokens <= 0:
         return examples
@@ -93,13 +99,11 @@ def build(cfg: Config, d: Dist) -> Components:
     if not train_data:
         raise ConfigError(f"data.train={cfg.data.train!r} has no examples")
     reward_fn = load_reward(cfg.reward)
-    registry = build_tools(_tools_for(cfg, train_data))
-    parser = make_parser(cfg.tools.format, registry)
-    executor = ToolExecutor(registry, cfg.tools.workers)
+    parser, executor = agent_tools(cfg, train_data)
 
     model, tokenizer = load_model(cfg.model)
-    train_data = _fitting(train_data, tokenizer, cfg.data.max_prompt_tokens, "train")
-    val_data = _fitting(val_data, tokenizer, cfg.data.max_prompt_tokens, "held-out")
+    train_data = fitting_prompts(train_data, tokenizer, cfg.data.max_prompt_tokens, "train")
+    val_data = fitting_prompts(val_data, tokenizer, cfg.data.max_prompt_tokens, "held-out")
     model.to(d.device)
     ref_model = None
     if cfg.algo.kl_coef > 0:

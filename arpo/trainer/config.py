@@ -3,16 +3,21 @@ from dataclasses import dataclass, field
 
 @dataclass
 class TrainerConfig:
-    steps: int = 20
-    lr: float = 1e-6
+    # Defaults: the embedded default (SmolLM2-135M on `arith`, ~10 minutes on 2 CPU cores).
+    steps: int = 16
+    lr: float = 1e-5
     warmup_steps: int = 2
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ppo_epochs: int = 1
-    save_every: int = 10
+    save_every: int = 8
     keep_last: int = 2
     resume: str = field(default="auto", metadata={"choices": ("auto", "never")})
-    eval_every: int = 0
+    eval_every: int = 0  # held-out evaluation every N steps (0: only before and after training)
+    # Held-out protocol: samples per question at this temperature (0: one greedy answer). The
+    # default samples the policy as it is trained (T=1), the distribution RL sharpens.
+    eval_temperature: float = 1.0
+    eval_samples: int = 2
     log_samples: int = 2
     wandb: str = field(default="offline", metadata={"choices": ("offline", "online", "disabled")})
     activation_checkpointing: bool = False

@@ -27,12 +27,16 @@ def score(c, groups: list[Group], examples: list[Example]) -> None:
             extra = {**ex.extra, "tools_used": [call.name for call in t.tool_calls]}
             out = c.reward_fn(t.text, ex.ground_truth, extra)
             t.reward, t.reward_info = out["score"], out
-    return groups
 
 
 def greedy(cfg: RolloutConfig) -> RolloutConfig:
-    """One greedy trajectory per prompt, no branching: the evaluation protocol."""
-    return dataclasses.replace(cfg, M=1, N=1, temperature=0.0, top_p=1.0, top_k=0)
+    """One greedy trajectory per prompt, no branching."""
+    return eval_rollout(cfg, temperature=0.0, samples=1)
+
+
+def eval_rollout(cfg: RolloutConfig, temperature: float, samples: int) -> RolloutConfig:
+    """`samples` independent trajectories per prompt at `temperature` (0: greedy), no branching."""
+    return dataclasses.replace(cfg, M=samples, N=samples, temperature=temperature, top_p=1.0, top_k=0)
 
 
 def eval_metrics(groups: list[Group], prefix: str = "val/") -> dict[str, float]:

@@ -78,6 +78,8 @@ class MetricsLogger:
                 self.shown[label] = metrics[key]
         info = "  ".join(f"{label} {v:.3f}" for label, v in self.shown.items())
         self.progress.update(self.task, completed=step, info=info)
+        if not console.is_terminal:  # logs and CI: the live bar only renders on a terminal
+            console.print(f"step {step}/{self.progress.tasks[0].total}  {info}")
 
     def samples(self, step: int, rows: list[dict]) -> None:
         if not self.enabled or not rows:

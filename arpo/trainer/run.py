@@ -21,7 +21,7 @@ from arpo.trainer import checkpoint as ckpt
 from arpo.trainer.batches import rank_slice, step_indices
 from arpo.trainer.components import build
 from arpo.trainer.distributed import Dist, all_reduce, init_distributed, reduce_metrics, shutdown
-from arpo.trainer.generate import eval_metrics, generate, greedy, score
+from arpo.trainer.generate import eval_metrics, eval_rollout, generate, score
 from arpo.trainer.logger import MetricsLogger, Timer
 from arpo.trainer.optim import build_optimizer
 from arpo.trainer.report import plot_metrics, write_summary
@@ -42,10 +42,13 @@ def _seed(cfg: Config, step: int) -> int:
 
 
 def evaluate(c, engine, cfg: Config, d: Dist, step: int) -> dict:
-    """Greedy accuracy and tool use on this rank's share of the held-out split, averaged over ranks."""
+    """Accuracy and tool use on this rank's share of the held-out split, averaged over ranks."""
     examples = rank_slice(c.val_data, d.rank, d.world) if len(c.val_data) >= d.world else c.val_data
     ids = [d.rank * len(examples) + i for i in range(len(examples))]
-    groups = generate(c, engine, examples, greedy(cfg.rollout), _seed(cfg, -1), ids)
+    t = cfg.trainer
+    rollout = eval_rollout(cfg.rollout, t.eval_temperature, 1 if t.eval_temperature == 0 else t.eval_samples)
+    # The same seeds at every evaluation: before/after differences come from the weights alone.
+    groups = generate(c, engine, examples, rollout, _seed(cfg, -1), ids)
     score(c, groups, examples)
     return reduce_metrics(eval_metrics(groups), d)
 

@@ -1,0 +1,47 @@
+"""Per-benchmark numbers from scored trajectory groups (one group of samples per question)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from arpo.eval.passk import pass_at_k
+from arpo.rollout.tree import Group, Trajectory
+
+# pass@k counts a sample as solved only with full credit: QA F1 partial credit is not a solve.
+SOLVED_AT = 1.0
+
+
+def accuracy_of(t: Trajectory) -> float:
+    """The reward's `acc` (exact match, F1 or math equivalence, as the example requires)."""
+    return float(t.reward_info.get("acc", t.reward > 0))
+
+
+def benchmark_metrics(groups: list[Group], k: int, wall_time_s: float) -> dict:
+    """Accuracy, pass@1 and pass@k, tool calls per question (all and by tool), invalid tool-call
+    rate, response length; every mean is over all samples of all questions."""
+    trajs = [t for g in groups for t in g.trajectories]
+    n = max(1, len(trajs))
+    calls = [call for t in trajs for call in t.tool_calls]
+    by_tool = Counter(call.name for call in calls)
+    out = {
+        "questions": len(groups),
+        "samples_per_question": len(trajs) / max(1, len(groups)),
+        "accuracy": sum(accuracy_of(t) for t in trajs) / n,
+        "reward": sum(t.reward for t in trajs) / n,
+    }
+    for j in sorted({1, k}):
+        solved = [
+            pass_at_k(len(g.trajectories), sum(accuracy_of(t) >= SOLVED_AT for t in g.trajectories), j)
+            for g in groups
+        ]
+        out[f"pass@{j}"] = sum(solved) / max(1, len(solved))
+    out.update(
+        {
+            "tool_calls_per_question": len(calls) / n,
+            "tool_calls_by_tool": {name: count / n for name, count in sorted(by_tool.items())},
+            "invalid_call_rate": sum(call.error is not None for call in calls) / max(1, len(calls)),
+            "response_tokens": sum(len(t.tokens) for t in trajs) / n,
+            "wall_time_s": wall_time_s,
+        }
+    )
+    return out
