@@ -47,7 +47,6 @@ else
 fi
 # The headline shape runs first and kernels.json is rewritten after every case, so a timeout keeps it.
 step bench-kernels 300 $PY -m benchmarks.kernels --out "$OUT"
-step bench-tree-loss 120 $PY -m benchmarks.tree_loss --device cuda --out "$OUT"
 
 echo "figures and logs in $OUT/"
 exit $status

@@ -15,8 +15,11 @@ class DataConfig:
     max_prompt_tokens: int = 512
     seed: int = 0
     # System prompt that wraps plain question/answer files: ARPO's (search + python, \boxed{}
-    # answer), the built-in `arith` (python) or `multihop` (search) prompt, or none.
-    system_prompt: str = field(default="arpo", metadata={"choices": ("arpo", "python", "search", "none")})
+    # answer), the built-in `arith` (python) or `multihop` (search) prompt, a tool-free prompt
+    # asking for an `<answer>` (direct), or none.
+    system_prompt: str = field(
+        default="arpo", metadata={"choices": ("arpo", "python", "search", "direct", "none")}
+    )
     # Which accuracy a file's answers need: math equivalence or QA F1; auto reads the rows'
     # `ability`, else guesses from the data source's name (gsm8k, math500, aime24 -> math).
     ability: str = field(default="auto", metadata={"choices": ("auto", "math", "qa")})

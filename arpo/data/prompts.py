@@ -56,9 +56,16 @@ def chat(system: str | None, shot: tuple[str, str] | None, question: str) -> lis
     return messages + [{"role": "user", "content": question}]
 
 
+DIRECT_SYSTEM = (
+    "You are a helpful assistant. Solve the problem step by step, then give the final answer between "
+    "<answer> and </answer>."
+)
+
+
 def wrap_question(style: str, question: str) -> list[dict]:
-    """A plain question under `data.system_prompt` (arpo | python | search | none)."""
+    """A plain question under `data.system_prompt` (arpo | python | search | direct | none)."""
     system, shot = {
+        "direct": (DIRECT_SYSTEM, None),
         "arpo": (ARPO_SYSTEM, None),
         "python": (PYTHON_SYSTEM, PYTHON_SHOT),
         "search": (SEARCH_SYSTEM, SEARCH_SHOT),

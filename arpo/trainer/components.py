@@ -48,6 +48,10 @@ class Components:
 def validate(cfg: Config) -> None:
     """Checks that need no model or data, so a bad recipe fails at once."""
     check_rollout_config(cfg.rollout)
+    if cfg.rollout.engine != "native":
+        raise ConfigError(
+            f"rollout.engine={cfg.rollout.engine} is not available yet; use rollout.engine=native"
+        )
     t = cfg.trainer
     if t.steps < 1:
         raise ConfigError(f"trainer.steps must be >= 1, got {t.steps}")
