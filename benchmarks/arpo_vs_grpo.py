@@ -20,17 +20,19 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = {"ARPO": ["rollout.M=8", "rollout.N=4"], "GRPO": ["rollout.M=8", "rollout.N=8"]}
 
 
-def run(args: list[str]) -> None:
+def run(args: list[str], threads: int | None = None) -> None:
     print("$", " ".join(args), flush=True)
-    subprocess.run(args, cwd=ROOT, check=True)
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    subprocess.run(args, cwd=ROOT, check=True, env=env, stdout=subprocess.DEVNULL)
 
 
-def train(method: str, seed: int, steps: int, out: str) -> dict:
+def train(method: str, seed: int, steps: int, out: str, threads: int | None = None) -> dict:
     run_dir = os.path.join(out, f"{method.lower()}-seed{seed}")
     t0 = time.time()
     run(
@@ -144,8 +146,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--gsm8k", type=int, default=50, help="GSM8K questions (0: skip)")
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "study"))
+    ap.add_argument(
+        "--parallel", type=int, default=1, help="training runs at once (cores split between them)"
+    )
     args = ap.parse_args()
-    runs = [train(m, s, args.steps, args.out) for s in args.seeds for m in METHODS]
+    threads = max(1, (os.cpu_count() or 1) // args.parallel) if args.parallel > 1 else None
+    jobs = [(m, s) for s in args.seeds for m in METHODS]
+    with ThreadPoolExecutor(args.parallel) as pool:
+        runs = list(pool.map(lambda job: train(*job, args.steps, args.out, threads), jobs))
     gsm = gsm8k(args.gsm8k, args.out) if args.gsm8k else {}
 
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -154,7 +162,8 @@ def main() -> None:
         f"## ARPO vs GRPO on the embedded default, {now:%Y-%m-%d %H:%M} UTC",
         "",
         f"Machine: `{platform.platform()}`, {os.cpu_count()} cores, CPU only. Command: "
-        f"`python -m benchmarks.arpo_vs_grpo --seeds {seeds} --steps {args.steps} --gsm8k {args.gsm8k}`.",
+        f"`python -m benchmarks.arpo_vs_grpo --seeds {seeds} --steps {args.steps} --gsm8k {args.gsm8k} "
+        f"--parallel {args.parallel}` (wall times per run, {args.parallel} run(s) sharing the cores).",
         f"SmolLM2-135M-Instruct, `arith` task, {args.steps} steps of 2 prompts x 8 trajectories, lr 1e-5; "
         "held-out: 64 problems x 2 samples at T=1, same seeds before and after. Mean ± sd over seeds.",
         "",

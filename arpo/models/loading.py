@@ -94,6 +94,21 @@ def _check_gguf(file: str) -> None:
         raise ModelLoadError(f"{file}: not a GGUF file (bad magic {magic!r})")
 
 
+def _hf_tokenizer(path: str):
+    """The tokenizer as saved. A plain `tokenizers` tokenizer (class `TokenizersBackend` or
+    `PreTrainedTokenizerFast`) is read verbatim from tokenizer.json: AutoTokenizer would pick the
+    model type's own class (e.g. Qwen2Tokenizer), which rebuilds the pre-tokenizer its own way."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    config = os.path.join(path, "tokenizer_config.json")
+    if os.path.isfile(config) and os.path.isfile(os.path.join(path, "tokenizer.json")):
+        with open(config) as f:
+            cls = json.load(f).get("tokenizer_class")
+        if cls in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+            return PreTrainedTokenizerFast.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
+
+
 def load_model(cfg: ModelConfig):
     """(model, tokenizer) in eval mode on CPU, weights in `cfg.dtype`."""
     src = resolve(cfg.path)
@@ -112,7 +127,7 @@ def load_model(cfg: ModelConfig):
         if src.kind == "hf":
             _check_hf_dir(src.path)
             model = AutoModelForCausalLM.from_pretrained(src.path, dtype=dtype)
-            tokenizer = AutoTokenizer.from_pretrained(tok_path or src.path)
+            tokenizer = _hf_tokenizer(tok_path or src.path)
         else:
             _check_gguf(src.path)
             folder, name = os.path.split(os.path.abspath(src.path))
