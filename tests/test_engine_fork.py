@@ -170,7 +170,6 @@ def test_stop_token_and_stop_string_pause_eos_finishes(model_and_tokenizer):
     stop = tok.decode(greedy[1:3])
     seq2 = engine.add(prompt, SamplingParams(temperature=0, max_new_tokens=6, stop=[stop]))
     assert len(run_all(engine)) == 3 and engine.status(seq2)[0] == "paused"
-
     seq3 = engine.add(prompt, SamplingParams(temperature=0, max_new_tokens=6, eos_token_ids=[greedy[1]]))
     events = run_all(engine)
     assert events[-1].status == "finished" and events[-1].finish_reason == "eos"
@@ -178,6 +177,19 @@ def test_stop_token_and_stop_string_pause_eos_finishes(model_and_tokenizer):
     for s in (probe, seq, seq2, seq3):
         engine.release(s)
     assert engine.blocks.num_used_blocks == 0
+
+
+def test_stop_string_ending_inside_a_token_pauses_there(model_and_tokenizer):
+    """A token may carry characters past the stop string (e.g. `>\n` closing a tag)."""
+    engine = make_engine(model_and_tokenizer)
+    tok = model_and_tokenizer[1]
+    probe = engine.add(prompt_of(8, seed=9), SamplingParams(temperature=0, max_new_tokens=48))
+    run_all(engine)
+    prompt, greedy = engine.token_ids(probe)[:8], engine.token_ids(probe)[8:]
+    j = next(j for j in range(1, len(greedy)) if len(tok.decode(greedy[j : j + 1])) > 1)
+    inner = tok.decode(greedy[: j + 1])[: len(tok.decode(greedy[:j])) + 1]
+    seq = engine.add(prompt, SamplingParams(temperature=0, max_new_tokens=48, stop=[inner]))
+    assert len(run_all(engine)) == j + 1 and engine.status(seq) == ("paused", "stop")
 
 
 def test_accounting_returns_to_zero_after_many_forks(model_and_tokenizer):

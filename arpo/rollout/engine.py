@@ -283,13 +283,16 @@ class Engine:
             seq.status, seq.finish_reason = "paused", "stop"
 
     def _hit_stop_string(self, seq: Sequence) -> bool:
+        """Whether a stop string ends inside the last token's text (a token may carry characters
+        past it, e.g. `>\n` closing a tag)."""
         if not seq.params.stop:
             return False
         # Only for matching: a window of recent tokens longer than any stop string in characters.
         window = max(len(s) for s in seq.params.stop) + 8
         tail = seq.tokens[max(seq.turn_start, len(seq.tokens) - window) :]
         text = self.tokenizer.decode(tail, skip_special_tokens=False)
-        return any(text.endswith(s) for s in seq.params.stop)
+        before = len(self.tokenizer.decode(tail[:-1], skip_special_tokens=False))
+        return any((i := text.rfind(s)) != -1 and i + len(s) > before for s in seq.params.stop)
 
     # ---- helpers ------------------------------------------------------------------------------
     def _get(self, seq_id: int) -> Sequence:
