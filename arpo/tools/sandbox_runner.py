@@ -34,8 +34,21 @@ def _mount_points():
         return [line.split()[1].replace("\\040", " ") for line in f]
 
 
+def _interpreter_dirs_to_keep():
+    """The interpreter's own directories that the private tmpfs mounts would hide (a virtual
+    environment under /tmp, say), held open so that they can be bound back afterwards."""
+    covered = ("/tmp", *HIDDEN_DIRS)
+    dirs = sorted(
+        {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(sys.executable))}
+    )
+    dirs = [d for d in dirs if any(d == c or d.startswith(c + "/") for c in covered)]
+    outermost = [d for d in dirs if not any(d.startswith(o + "/") for o in dirs)]
+    return [(d, os.open(d, os.O_PATH)) for d in outermost]
+
+
 def _private_filesystem(cfg):
     libc = ctypes.CDLL(None, use_errno=True)
+    keep = _interpreter_dirs_to_keep()
     for point in _mount_points():  # the host's files become read-only for the code
         libc.mount(b"none", point.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
     _mount(libc, "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={cfg['tmpfs_mb']}m,mode=1777")
@@ -57,6 +70,11 @@ def _private_filesystem(cfg):
     for d in HIDDEN_DIRS:
         if os.path.isdir(d):
             _mount(libc, "tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
+    for path, fd in keep:
+        os.makedirs(path, exist_ok=True)
+        _mount(libc, f"/proc/self/fd/{fd}", path, "", MS_BIND | MS_REC, "")
+        libc.mount(b"none", path.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
+        os.close(fd)
     os.mkdir("/tmp/work", 0o700)
     return "/tmp/work"
 
