@@ -90,7 +90,7 @@ def _train(cfg: Config, d: Dist) -> dict:
     P = cfg.data.prompts_per_step
     temperature = cfg.rollout.temperature or 1.0  # log-probs of the sampling distribution (greedy: T=1)
     bad_steps = 0
-    last_saved = None
+    last_saved = found[-1][1] if found else None
     for step in range(start, cfg.trainer.steps):
         timer = Timer()
         t0 = time.perf_counter()
@@ -112,13 +112,13 @@ def _train(cfg: Config, d: Dist) -> dict:
         )
         with timer("old_logprob"):
             old = compute_logprobs(model, groups, cfg.algo.micro_batch_tokens, temperature, passes)
-        loss_tokens = all_reduce([float(sum(sum(t.loss_mask) for g in groups for t in g.trajectories))], d)[0]
+        local = sum(sum(t.loss_mask) for g in groups for t in g.trajectories)
+        loss_tokens = all_reduce([float(local)], d)[0]
         with timer("update"):
             skipped = 0.0
             for _ in range(cfg.trainer.ppo_epochs):
                 # `scale` turns this rank's token-mean into its share of the global token mean; FSDP2
                 # averages gradients over ranks, which `* world` undoes.
-                local = sum(sum(t.loss_mask) for g in groups for t in g.trajectories)
                 actor = policy_loss_backward(
                     model,
                     groups,
