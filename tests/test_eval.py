@@ -3,7 +3,6 @@ evaluation inside training."""
 
 import itertools
 import json
-import os
 import random
 from math import comb
 
@@ -15,24 +14,10 @@ from arpo.eval import evaluate, sources
 from arpo.eval.metrics import benchmark_metrics
 from arpo.eval.passk import pass_at_k
 from arpo.rollout.tree import Group, ToolCallRecord, Trajectory
-from tests.conftest import ROOT
+from tests.test_trainer import BASE as TRAIN_BASE
+from tests.test_trainer import REWARD
 
-REWARD = os.path.join(ROOT, "tests", "assets", "length_reward.py") + ":digits_reward"
 TINY = ["model.path=tiny-llama", "rollout.max_response_tokens=12", "data.system_prompt=none"]
-# tests/test_trainer.py's tiny training run.
-TRAIN_BASE = [
-    "model.path=tiny-llama",
-    "rollout.M=4",
-    "rollout.N=2",
-    "rollout.max_response_tokens=16",
-    "data.train_size=16",
-    "data.val_size=4",
-    "data.prompts_per_step=2",
-    f"reward.name={REWARD}",
-    "trainer.lr=1e-2",
-    "trainer.warmup_steps=0",
-    "trainer.wandb=disabled",
-]
 QA = [
     {"question": "What is 2+3?", "answer": "5"},
     {"question": "What is 7*6?", "answer": "42"},
