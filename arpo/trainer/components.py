@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,7 +33,6 @@ class Components:
     train_data: list[Example]
     val_data: list[Example]
     ref_model: torch.nn.Module | None = None
-    extra: dict = field(default_factory=dict)
 
     def sync_rollout_weights(self) -> None:
         """Make the engine see the updated weights (a no-op when it shares the policy's tensors)."""

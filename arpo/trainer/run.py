@@ -107,9 +107,10 @@ def _train(cfg: Config, d: Dist) -> dict:
             score(c, groups, examples)
 
         # Every rank makes as many passes as the busiest one: each FSDP2 pass is a collective.
-        passes = int(
-            all_reduce([float(count_micro_batches(groups, cfg.algo.micro_batch_tokens))], d, "max")[0]
-        )
+        passes = 0
+        if d.enabled:
+            local_passes = float(count_micro_batches(groups, cfg.algo.micro_batch_tokens))
+            passes = int(all_reduce([local_passes], d, "max")[0])
         with timer("old_logprob"):
             old = compute_logprobs(model, groups, cfg.algo.micro_batch_tokens, temperature, passes)
         local = sum(sum(t.loss_mask) for g in groups for t in g.trajectories)
