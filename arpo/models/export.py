@@ -29,6 +29,8 @@ def export_hf(model, tokenizer, out_dir: str, dtype: torch.dtype | None = None, 
                 delattr(config, attr)
         if dtype is not None:
             config.dtype = dtype
+        # `save_pretrained` records the class; servers such as vLLM pick the architecture from it.
+        config.architectures = [type(model).__name__]
         config.save_pretrained(tmp)
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.save_pretrained(tmp)

@@ -16,6 +16,26 @@ class SamplerConfig:
 
 
 @dataclass
+class VllmConfig:
+    """The vLLM backend (`rollout.engine=vllm`): one in-process engine per rank, colocated with training."""
+
+    tensor_parallel_size: int = 1  # under torchrun the ranks form world / tp data-parallel engines
+    gpu_memory_utilization: float = 0.4  # GPU memory share for weights + KV cache; training keeps the rest
+    # KV cache size in GiB; 0: vLLM sizes it from gpu_memory_utilization on GPU, 1 GiB on CPU (vLLM's
+    # own CPU sizing would take almost all host memory, leaving none for training).
+    kv_cache_gib: float = 0.0
+    block_size: int = 0  # KV block size in tokens; 0: the platform's default (CPU attention needs 32k)
+    max_model_len: int = 0  # 0: data.max_prompt_tokens + rollout.max_response_tokens
+    max_num_seqs: int = 256
+    enforce_eager: bool = True  # CUDA graphs / torch.compile cost start-up time; worth it for long runs
+    # exact: full-vocabulary entropy from a logits processor (fused kernel); topk: approximated from
+    # the top `topk_logprobs` log-probs (the rest of the mass spread evenly), log-probs after top-k/top-p.
+    entropy: str = field(default="exact", metadata={"choices": ("exact", "topk")})
+    topk_logprobs: int = 20
+    sleep: bool = True  # free the engine's GPU memory during the update where vLLM supports sleep mode
+
+
+@dataclass
 class RolloutConfig:
     """ARPO rollout (design section 2); N == M is plain GRPO."""
 
@@ -37,3 +57,4 @@ class RolloutConfig:
     # and closing one more call ends the trajectory with finish_reason "tool_limit".
     max_tool_calls: int = 3
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    vllm: VllmConfig = field(default_factory=VllmConfig)

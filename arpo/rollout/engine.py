@@ -23,6 +23,7 @@ from arpo.errors import ArpoError
 
 from .block_manager import BlockManager, OutOfBlocksError
 from .config import SamplerConfig
+from .engine_common import check_params, check_tokens, ends_at_stop_string
 from .interface import SamplingParams, TokenEvent
 from .model_runner import Chunk, ModelRunner
 from .sampling import sample_next
@@ -58,13 +59,18 @@ class Engine:
 
     # ---- RolloutEngine API -------------------------------------------------------------------
     def add(self, prompt_ids: list[int], params: SamplingParams) -> int:
-        self._check_tokens(prompt_ids, "prompt")
+        check_tokens(prompt_ids, self.vocab_size, "prompt")
         if not prompt_ids:
             raise ArpoError("cannot add an empty prompt")
-        self._check_params(params)
+        check_params(params, self.tokenizer)
         seq_id = self.blocks.add_sequence()
         self.sequences[seq_id] = Sequence(
-            seq_id, list(prompt_ids), params, self._new_generator(params.seed), self._next_arrival()
+            seq_id,
+            list(prompt_ids),
+            params,
+            self._new_generator(params.seed),
+            self._next_arrival(),
+            turn_start=len(prompt_ids),  # a stop string must end in generated text, not in the prompt
         )
         return seq_id
 
@@ -79,9 +85,9 @@ class Engine:
         seq = self._get(seq_id)
         if seq.status != "paused":
             raise ArpoError(f"sequence {seq_id} is {seq.status}, only a paused sequence can be resumed")
-        self._check_tokens(token_ids, "appended")
+        check_tokens(token_ids, self.vocab_size, "appended")
         if params is not None:
-            self._check_params(params)
+            check_params(params, self.tokenizer)
             if params.seed is not None and params.seed != seq.params.seed:
                 seq.generator = self._new_generator(params.seed)
             seq.params = params
@@ -144,6 +150,22 @@ class Engine:
 
     def token_ids(self, seq_id: int) -> list[int]:
         return list(self._get(seq_id).tokens)
+
+    def sleep(self) -> None:
+        """Kept as it is: the native sampler's cache is sized by `sampler.kv_cache_tokens`, and its
+        weights are the policy's own (or a copy under FSDP2)."""
+
+    def close(self) -> None:
+        """Nothing to shut down: the cache and the model are ordinary tensors."""
+
+    def update_weights(self, weights) -> None:
+        """Copy (name, full tensor) pairs into the model the engine runs; tensors it already shares
+        with the trainer (a single-process run) are skipped."""
+        params = dict(self.runner.model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in weights:
+                if params[name].data_ptr() != tensor.data_ptr():
+                    params[name].copy_(tensor)
 
     # ---- read-only helpers ----------------------------------------------------------------------
     def status(self, seq_id: int) -> tuple[str, str | None]:
@@ -279,20 +301,10 @@ class Engine:
             seq.status, seq.finish_reason = "finished", "eos" if tok in p.eos_token_ids else "length"
             self.blocks.free(seq.seq_id)
             seq.drop_cache()
-        elif tok in p.stop_token_ids or self._hit_stop_string(seq):
+        elif tok in p.stop_token_ids or ends_at_stop_string(
+            self.tokenizer, seq.tokens, seq.turn_start, p.stop
+        ):
             seq.status, seq.finish_reason = "paused", "stop"
-
-    def _hit_stop_string(self, seq: Sequence) -> bool:
-        """Whether a stop string ends inside the last token's text (a token may carry characters
-        past it, e.g. `>\n` closing a tag)."""
-        if not seq.params.stop:
-            return False
-        # Only for matching: a window of recent tokens longer than any stop string in characters.
-        window = max(len(s) for s in seq.params.stop) + 8
-        tail = seq.tokens[max(seq.turn_start, len(seq.tokens) - window) :]
-        text = self.tokenizer.decode(tail, skip_special_tokens=False)
-        before = len(self.tokenizer.decode(tail[:-1], skip_special_tokens=False))
-        return any((i := text.rfind(s)) != -1 and i + len(s) > before for s in seq.params.stop)
 
     # ---- helpers ------------------------------------------------------------------------------
     def _get(self, seq_id: int) -> Sequence:
@@ -310,18 +322,3 @@ class Engine:
         gen = torch.Generator(device=self.runner.device)
         gen.manual_seed(seed)
         return gen
-
-    def _check_tokens(self, ids: list[int], what: str) -> None:
-        if ids and not all(0 <= i < self.vocab_size for i in ids):
-            raise ArpoError(f"{what} token ids must lie in [0, {self.vocab_size})")
-
-    def _check_params(self, params: SamplingParams) -> None:
-        if params.max_new_tokens < 1:
-            raise ArpoError(f"max_new_tokens must be >= 1, got {params.max_new_tokens}")
-        if params.stop and self.tokenizer is None:
-            raise ArpoError("stop strings need the engine to be given a tokenizer")
-        if not 0 < params.top_p <= 1 or params.top_k < 0 or params.temperature < 0:
-            raise ArpoError(
-                f"bad sampling params: temperature={params.temperature}, top_p={params.top_p}, "
-                f"top_k={params.top_k}"
-            )

@@ -39,3 +39,16 @@ def rollout_stats(groups: list[Group]) -> dict[str, float]:
         out["tools/latency_s"] = _mean([c.latency_s for c in calls])
         out["tools/timeout_rate"] = _mean([float(c.timed_out) for c in calls])
     return out
+
+
+def engine_metrics(engine, before: dict[str, int]) -> dict[str, float]:
+    """What the engine did since its `stats` were `before`: prefix-cache reuse (vLLM), recomputed
+    tokens (native), and whether the entropies ARPO branched on were exact."""
+    delta = {k: v - before.get(k, 0) for k, v in engine.stats.items()}
+    out = {"rollout/entropy_exact": float(getattr(engine, "exact_entropy", True))}
+    if "cached_prompt_tokens" in delta:
+        out["rollout/cached_prompt_tokens"] = float(delta["cached_prompt_tokens"])
+        out["rollout/prefix_cache_hit_rate"] = delta["cached_prompt_tokens"] / max(1, delta["prompt_tokens"])
+    if "recomputed_tokens" in delta:
+        out["rollout/recomputed_tokens"] = float(delta["recomputed_tokens"])
+    return out

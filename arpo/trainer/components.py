@@ -15,6 +15,8 @@ from arpo.errors import ConfigError
 from arpo.models import load_model
 from arpo.rewards import load_reward
 from arpo.rollout.arpo_rollout import check_rollout_config
+from arpo.rollout.build import build_engine
+from arpo.rollout.vllm_engine import require_vllm
 from arpo.tools.executor import ToolExecutor
 from arpo.tools.parsers import make_parser
 from arpo.tools.registry import build_tools
@@ -26,7 +28,7 @@ from arpo.trainer.distributed import Dist, full_parameters, shard_model
 class Components:
     model: torch.nn.Module  # the policy being trained (FSDP2-sharded when world > 1)
     tokenizer: Any
-    rollout_model: torch.nn.Module  # what the rollout engine reads: `model` itself, or a full copy
+    engine: Any  # the rollout engine (native sampler or vLLM), see arpo.rollout.build
     parser: Any
     executor: ToolExecutor
     reward_fn: Any
@@ -35,22 +37,16 @@ class Components:
     ref_model: torch.nn.Module | None = None
 
     def sync_rollout_weights(self) -> None:
-        """Make the engine see the updated weights (a no-op when it shares the policy's tensors)."""
-        if self.rollout_model is self.model:
-            return
-        params = dict(self.rollout_model.named_parameters())
-        with torch.no_grad():
-            for name, full in full_parameters(self.model):
-                params[name].copy_(full)
+        """Make the engine see the updated weights (under FSDP2 every rank must call this: each
+        tensor is all-gathered as the engine consumes it)."""
+        self.engine.update_weights(full_parameters(self.model))
 
 
 def validate(cfg: Config) -> None:
     """Checks that need no model or data, so a bad recipe fails at once."""
     check_rollout_config(cfg.rollout)
-    if cfg.rollout.engine != "native":
-        raise ConfigError(
-            f"rollout.engine={cfg.rollout.engine} is not available yet; use rollout.engine=native"
-        )
+    if cfg.rollout.engine == "vllm":
+        require_vllm()
     t = cfg.trainer
     if t.steps < 1:
         raise ConfigError(f"trainer.steps must be >= 1, got {t.steps}")
@@ -113,15 +109,15 @@ def build(cfg: Config, d: Dist) -> Components:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     if cfg.trainer.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if d.enabled:
-        # The engine needs whole tensors: it keeps its own copy, refreshed after every update.
+    # Built from whole tensors, before sharding. The native sampler runs `model` itself in a single
+    # process (in-place optimizer updates are seen for free) and its own copy under FSDP2.
+    rollout_model = model
+    if d.enabled and cfg.rollout.engine == "native":
         rollout_model = copy.deepcopy(model).eval().requires_grad_(False)
+    engine = build_engine(cfg, rollout_model, tokenizer, d.world)
+    if d.enabled:
         shard_model(model, d, cfg.trainer.mixed_precision)
         if ref_model is not None:
             shard_model(ref_model, d, cfg.trainer.mixed_precision)
-    else:
-        rollout_model = model  # shared tensors: in-place optimizer updates are seen for free
     model.train()
-    return Components(
-        model, tokenizer, rollout_model, parser, executor, reward_fn, train_data, val_data, ref_model
-    )
+    return Components(model, tokenizer, engine, parser, executor, reward_fn, train_data, val_data, ref_model)

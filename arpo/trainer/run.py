@@ -5,6 +5,7 @@ One loop for every launch (a CPU laptop or `torchrun` over GPUs and nodes); see 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -15,8 +16,7 @@ import torch
 from arpo.algo.policy import compute_logprobs, count_micro_batches, policy_loss_backward
 from arpo.config import Config, save_config, to_yaml
 from arpo.errors import ArpoError
-from arpo.rollout.engine import Engine
-from arpo.rollout.stats import rollout_stats
+from arpo.rollout.stats import engine_metrics, rollout_stats
 from arpo.trainer import checkpoint as ckpt
 from arpo.trainer.batches import rank_slice, step_indices
 from arpo.trainer.components import build
@@ -31,10 +31,9 @@ MAX_BAD_STEPS = 3  # consecutive non-finite steps before the run stops
 
 def train(cfg: Config) -> dict:
     d = init_distributed()
-    try:
-        return _train(cfg, d)
-    finally:
-        shutdown(d)
+    with contextlib.ExitStack() as cleanup:  # last in, first out: the engine goes before the process group
+        cleanup.callback(shutdown, d)
+        return _train(cfg, d, cleanup)
 
 
 def _seed(cfg: Config, step: int) -> int:
@@ -53,15 +52,16 @@ def evaluate(c, engine, cfg: Config, d: Dist, step: int) -> dict:
     return reduce_metrics(eval_metrics(groups), d)
 
 
-def _train(cfg: Config, d: Dist) -> dict:
+def _train(cfg: Config, d: Dist, cleanup: contextlib.ExitStack) -> dict:
     t_start = time.time()
     torch.manual_seed(cfg.seed)
     c = build(cfg, d)
+    cleanup.callback(c.engine.close)
     model, tok = c.model, c.tokenizer
     optimizer, scheduler = build_optimizer(
         model, cfg.trainer.lr, cfg.trainer.weight_decay, cfg.trainer.warmup_steps, cfg.trainer.steps
     )
-    engine = Engine(c.rollout_model, tok, cfg.rollout.sampler)
+    engine = c.engine
     if d.is_main:
         save_config(cfg, os.path.join(cfg.run_dir, "config.yaml"))
 
@@ -99,10 +99,13 @@ def _train(cfg: Config, d: Dist) -> dict:
         )
         examples = [c.train_data[i] for _, i in mine]
         calls_before = len(c.executor.records)
+        engine_before = dict(engine.stats)
         with timer("rollout"):
             groups = generate(
                 c, engine, examples, cfg.rollout, _seed(cfg, step), [step * P + p for p, _ in mine]
             )
+        rollout_engine = engine_metrics(engine, engine_before)
+        engine.sleep()  # vLLM on GPU frees its memory for the update; update_weights wakes it
         with timer("reward"):
             score(c, groups, examples)
 
@@ -163,6 +166,7 @@ def _train(cfg: Config, d: Dist) -> dict:
         timer.times["timing_s/tools"] = sum(r.latency_s for r in records)
         metrics = {
             **rollout_stats(groups),
+            **rollout_engine,
             **_reward_metrics(groups),
             **_actor_metrics(actor, grad_norm, scheduler.get_last_lr()[0], skipped),
             "rollout/logprob_mismatch": _logprob_mismatch(groups, old),
