@@ -63,8 +63,7 @@ def _hidden_unscannable_modules():
     with a non-dict and the engine fails to start. Such modules leave `sys.modules` meanwhile."""
     hidden = {}
     for name, module in list(sys.modules.items()):
-        for value in list(getattr(module, "__dict__", None) or {}):
-            value = module.__dict__.get(value)
+        for value in list((getattr(module, "__dict__", None) or {}).values()):
             try:
                 ok = not hasattr(value, "__dict__") or hasattr(vars(value), "get")
             except Exception:
