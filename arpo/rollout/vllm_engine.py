@@ -21,6 +21,7 @@ import itertools
 import math
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 
 from arpo.errors import ArpoError, ConfigError
@@ -62,15 +63,17 @@ def _hidden_unscannable_modules():
     every loaded module; llvmlite's `ffi.lib` (loaded with numba, e.g. by bm25s) answers `vars()`
     with a non-dict and the engine fails to start. Such modules leave `sys.modules` meanwhile."""
     hidden = {}
-    for name, module in list(sys.modules.items()):
-        for value in list((getattr(module, "__dict__", None) or {}).values()):
-            try:
-                ok = not hasattr(value, "__dict__") or hasattr(vars(value), "get")
-            except Exception:
-                ok = True  # vLLM reaches `vars()` only through hasattr, which failed the same way
-            if not ok:
-                hidden[name] = sys.modules.pop(name)
-                break
+    with warnings.catch_warnings():  # deprecated module attributes warn when touched
+        warnings.simplefilter("ignore")
+        for name, module in list(sys.modules.items()):
+            for value in list((getattr(module, "__dict__", None) or {}).values()):
+                try:
+                    ok = not hasattr(value, "__dict__") or hasattr(vars(value), "get")
+                except Exception:
+                    ok = True  # vLLM reaches `vars()` only through hasattr, which failed the same way
+                if not ok:
+                    hidden[name] = sys.modules.pop(name)
+                    break
     try:
         yield
     finally:
