@@ -291,3 +291,22 @@ def test_topk_entropy_fallback(policy, tmp_path):
     assert not engine.exact_entropy
     params = SamplingParams(temperature=0.0, max_new_tokens=6)
     assert_same(run(engine, prompts_of(tok), params), run(native(model, tok), prompts_of(tok), params))
+
+
+def test_mixed_temperatures_in_one_batch(vllm_engine, policy):
+    """Rows of different temperatures take the logits processor's per-group path: a greedy sequence
+    batched with sampled ones still equals the native sampler's greedy run."""
+    model, tok = policy
+    prompt = prompts_of(tok)[0]
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=10)
+    seqs = [
+        vllm_engine.add(prompt, SamplingParams(temperature=0.7, max_new_tokens=10, seed=s)) for s in (1, 2)
+    ]
+    seqs.insert(1, vllm_engine.add(prompt, greedy))
+    events = {s: [] for s in seqs}
+    while vllm_engine.has_runnable():
+        for e in vllm_engine.step():
+            events[e.seq_id].append((e.token_id, e.logprob, e.entropy, e.status, e.finish_reason))
+    for s in seqs:
+        vllm_engine.release(s)
+    assert_same([events[seqs[1]]], run(native(model, tok), [prompt], greedy))

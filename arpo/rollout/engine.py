@@ -23,7 +23,7 @@ from arpo.errors import ArpoError
 
 from .block_manager import BlockManager, OutOfBlocksError
 from .config import SamplerConfig
-from .engine_common import check_params, check_tokens, ends_at_stop_string
+from .engine_common import check_params, check_tokens, ends_at_stop_string, fork_point
 from .interface import SamplingParams, TokenEvent
 from .model_runner import Chunk, ModelRunner
 from .sampling import sample_next
@@ -108,11 +108,7 @@ class Engine:
         self, seq_id: int, n: int, num_tokens: int | None = None, seeds: list[int | None] | None = None
     ) -> list[int]:
         parent = self._get(seq_id)
-        t = len(parent.tokens) if num_tokens is None else num_tokens
-        if not 1 <= t <= len(parent.tokens):
-            raise ArpoError(f"fork point {t} is outside sequence {seq_id}'s 1..{len(parent.tokens)} tokens")
-        if n < 1 or (seeds is not None and len(seeds) != n):
-            raise ArpoError(f"fork needs n >= 1 and one seed per child, got n={n}, {seeds}")
+        t = fork_point(seq_id, len(parent.tokens), n, num_tokens, seeds)
         if parent.status != "finished" and parent.num_computed < t:
             self._compute_prefix(parent, t)  # once, in the parent, so the children share it
         shared = min(t, parent.num_computed)
@@ -290,6 +286,7 @@ class Engine:
                 seq.in_prefill = False
             seq.tokens.append(tok)
             seq.generated.append(True)
+            seq.num_generated += 1
             self._update_status(seq, tok)
             events.append(TokenEvent(seq.seq_id, tok, lp, ent, seq.status, seq.finish_reason))
         self.stats["sampled_tokens"] += len(ready)

@@ -24,6 +24,16 @@ def check_params(params: SamplingParams, tokenizer) -> None:
         )
 
 
+def fork_point(seq_id: int, length: int, n: int, num_tokens: int | None, seeds: list | None) -> int:
+    """The validated number of leading tokens `n` children of a `length`-token sequence share."""
+    t = length if num_tokens is None else num_tokens
+    if not 1 <= t <= length:
+        raise ArpoError(f"fork point {t} is outside sequence {seq_id}'s 1..{length} tokens")
+    if n < 1 or (seeds is not None and len(seeds) != n):
+        raise ArpoError(f"fork needs n >= 1 and one seed per child, got n={n}, {seeds}")
+    return t
+
+
 def ends_at_stop_string(tokenizer, tokens: list[int], turn_start: int, stops: list[str]) -> bool:
     """Whether a stop string ends inside the last token's text (a token may carry characters past
     it, e.g. `>\\n` closing a tag). Only text from `turn_start` on (this turn's output) is matched."""

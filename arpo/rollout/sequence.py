@@ -26,13 +26,12 @@ class Sequence:
     # Logits predicting token `length`, kept at prefill ends, so a fork there recomputes nothing.
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
 
+    num_generated: int = field(init=False)  # kept as tokens are sampled: summing per token is quadratic
+
     def __post_init__(self):
         if not self.generated:
             self.generated = [False] * len(self.tokens)
-
-    @property
-    def num_generated(self) -> int:
-        return sum(self.generated)
+        self.num_generated = sum(self.generated)
 
     def drop_cache(self) -> None:
         """Forget the K/V state (after the block manager freed the blocks)."""

@@ -22,12 +22,12 @@ import math
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from arpo.errors import ArpoError, ConfigError
 
 from .config import VllmConfig
-from .engine_common import check_params, check_tokens, ends_at_stop_string
+from .engine_common import check_params, check_tokens, ends_at_stop_string, fork_point
 from .interface import SamplingParams, TokenEvent
 
 _ENGINE_IDS = itertools.count()
@@ -44,10 +44,10 @@ class _Seq:
     request: str | None = None  # the live vLLM request of this turn
     request_tokens: int = 0  # tokens that request has returned so far
     cache_counted: bool = False  # its num_cached_tokens is in the stats
+    num_generated: int = field(init=False)  # kept as tokens are sampled: summing per token is quadratic
 
-    @property
-    def num_generated(self) -> int:
-        return sum(self.generated)
+    def __post_init__(self):
+        self.num_generated = sum(self.generated)
 
 
 def _turn_seed(seed: int | None, length: int) -> int | None:
@@ -211,6 +211,7 @@ class VllmEngine:
                 logprob, entropy = self._score(seq, completion.logprobs[j], token)
                 seq.tokens.append(token)
                 seq.generated.append(True)
+                seq.num_generated += 1
                 seq.request_tokens += 1
                 self.stats["sampled_tokens"] += 1
                 self._update_status(seq, token)
@@ -252,11 +253,7 @@ class VllmEngine:
         self, seq_id: int, n: int, num_tokens: int | None = None, seeds: list[int | None] | None = None
     ) -> list[int]:
         parent = self._get(seq_id)
-        t = len(parent.tokens) if num_tokens is None else num_tokens
-        if not 1 <= t <= len(parent.tokens):
-            raise ArpoError(f"fork point {t} is outside sequence {seq_id}'s 1..{len(parent.tokens)} tokens")
-        if n < 1 or (seeds is not None and len(seeds) != n):
-            raise ArpoError(f"fork needs n >= 1 and one seed per child, got n={n}, {seeds}")
+        t = fork_point(seq_id, len(parent.tokens), n, num_tokens, seeds)
         children = []
         for i in range(n):
             params = dataclasses.replace(parent.params, seed=seeds[i] if seeds is not None else None)

@@ -47,7 +47,10 @@ class EntropyRecorder(LogitsProcessor):
         for index, (_, temperature, _) in self.rows.items():
             by_temperature.setdefault(temperature, []).append(index)
         for temperature, indices in by_temperature.items():
-            z = logits[torch.tensor(indices, device=logits.device)].float()
+            if indices == list(range(logits.shape[0])):
+                z = logits  # the usual case (every row, one temperature): no [rows x vocab] copy
+            else:
+                z = logits[torch.tensor(indices, device=logits.device)]
             top = z.argmax(-1)  # a finite logit: logsumexp = z_top / T - logprob(top)
             logprob, entropy = logprob_entropy_from_logits(z, top, temperature)
             lse = z.gather(1, top[:, None]).squeeze(1) / temperature - logprob.float()
