@@ -276,23 +276,6 @@ def test_eval_on_vllm(tmp_path):
     assert bench["questions"] == 4 and "pass@2" in bench
 
 
-def test_topk_entropy_fallback(policy, tmp_path):
-    """`entropy=topk` estimates the entropy from the top-k log-probs; with k = the vocabulary it is
-    exact, so it must equal the logits processor's values (and the metrics say which one ran)."""
-    from arpo.models.export import export_hf
-    from arpo.rollout.vllm_engine import VllmEngine
-
-    model, tok = policy
-    path = export_hf(model, tok, str(tmp_path / "model"))
-    engine = VllmEngine(
-        path, tok, VllmConfig(block_size=BLOCK, kv_cache_gib=0.1, entropy="topk", topk_logprobs=len(tok)),
-        max_model_len=512,
-    )  # fmt: skip
-    assert not engine.exact_entropy
-    params = SamplingParams(temperature=0.0, max_new_tokens=6)
-    assert_same(run(engine, prompts_of(tok), params), run(native(model, tok), prompts_of(tok), params))
-
-
 def test_mixed_temperatures_in_one_batch(vllm_engine, policy):
     """Rows of different temperatures take the logits processor's per-group path: a greedy sequence
     batched with sampled ones still equals the native sampler's greedy run."""
@@ -310,3 +293,25 @@ def test_mixed_temperatures_in_one_batch(vllm_engine, policy):
     for s in seqs:
         vllm_engine.release(s)
     assert_same([events[seqs[1]]], run(native(model, tok), [prompt], greedy))
+
+
+@pytest.fixture(scope="module")
+def topk_engine(tmp_path_factory):
+    """A second engine (the fallback is an engine-wide setting). Module-scoped: shutting a vLLM
+    engine down tears down vLLM's process-wide parallel state, which the shared engine also uses."""
+    from arpo.models.export import export_hf
+    from arpo.rollout.vllm_engine import VllmEngine
+
+    model, tok = tiny_model("qwen3", seed=3)
+    path = export_hf(model, tok, str(tmp_path_factory.mktemp("topk") / "model"))
+    cfg = VllmConfig(block_size=BLOCK, kv_cache_gib=0.1, entropy="topk", topk_logprobs=len(tok))
+    return VllmEngine(path, tok, cfg, max_model_len=512)
+
+
+def test_topk_entropy_fallback(topk_engine, policy):
+    """`entropy=topk` estimates the entropy from the top-k log-probs; with k = the vocabulary it is
+    exact, so it must equal the native sampler's (and the engine says which one runs)."""
+    model, tok = policy
+    assert not topk_engine.exact_entropy
+    params = SamplingParams(temperature=0.0, max_new_tokens=6)
+    assert_same(run(topk_engine, prompts_of(tok), params), run(native(model, tok), prompts_of(tok), params))
