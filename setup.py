@@ -1,4 +1,6 @@
-"""Builds the optional `arpo._C` extension (KV block ops in csrc/) when torch and a compiler are
+"""Finds the packages (everything under arpo/, plus `arpo.kernels` from the top-level kernels/
+folder, mapped in pyproject.toml; pyproject's own discovery cannot reach a mapped folder) and builds
+the optional `arpo._C` extension (KV block ops in csrc/) when torch and a compiler are
 present at build time: C++ always, CUDA sources too when a CUDA toolkit is found. Without them the
 package installs without the extension and uses its torch fallbacks.
 
@@ -11,7 +13,7 @@ import os
 import shutil
 import sys
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 
 def extension_modules():
@@ -52,4 +54,8 @@ def extension_modules():
 
 
 ext_modules, cmdclass = extension_modules()
-setup(ext_modules=ext_modules, cmdclass=cmdclass)
+setup(
+    packages=[*find_packages(include=["arpo", "arpo.*"]), "arpo.kernels"],
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+)

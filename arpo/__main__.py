@@ -1,3 +1,5 @@
+"""`python -m arpo` and `torchrun -m arpo`: the `arpo` command."""
+
 from arpo.cli import main
 
 if __name__ == "__main__":

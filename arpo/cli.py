@@ -14,6 +14,9 @@ EPILOG = """examples:
   torchrun --nproc_per_node=8 -m arpo train configs/qwen2.5-7b-arpo.yaml
   arpo eval model.path=runs/default/checkpoints/step-000016/hf data=gsm8k,math500 k=5
   arpo config configs/default.yaml rollout.N=8   # print the resolved config
+
+recipes: a YAML file, or one shipped with arpo by name from any directory
+(configs/default.yaml, configs/qwen2.5-7b-arpo.yaml; the files are in arpo/configs/).
 """
 
 
@@ -55,7 +58,7 @@ def cmd_train(args: list[str]) -> int:
 
 def cmd_eval(args: list[str]) -> int:
     cfg = _config(args, EVAL_ALIASES)
-    from arpo.eval import evaluate
+    from arpo.eval.harness import evaluate
 
     evaluate(cfg)
     return 0
@@ -101,11 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     except ArpoError as e:
         print(f"arpo: error: {e}", file=sys.stderr)
         return 2
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("arpo."):
-            print(f"arpo: '{ns.command}' is not implemented yet ({e.name} is missing)", file=sys.stderr)
-            return 3
-        raise
     except KeyboardInterrupt:
         print("arpo: interrupted", file=sys.stderr)
         return 130

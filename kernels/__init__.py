@@ -9,7 +9,7 @@ the trainer). Public API, each documented in its module:
 - `logprob_entropy_from_logits(logits, labels, temperature=1.0, ignore_index=-100, impl="auto")`
   (`from_logits.py`): the same from logits that already exist (the sampler, every decode step).
 - `linear_tree_loss(hidden, weight, labels, old_logprob, s_plus, s_minus, w, ref_logprob=None, *, ...)`
-  (`tree_loss.py`): the ARPO tree-packed PPO loss (design section 3) on top of the fused pass.
+  (`tree_loss.py`): the ARPO tree-packed PPO loss (docs/design.md) on top of the fused pass.
 
 `impl` is "auto" (Triton on CUDA tensors, chunked torch on CPU), "triton", "torch" or "reference"
 (plain torch on materialised logits, for tests). Bad input raises `KernelInputError`.

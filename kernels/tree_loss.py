@@ -5,7 +5,7 @@
                                  eps_low=0.2, eps_high=0.2, clip_c=3.0, kl_coef=0.0, entropy_coef=0.0,
                                  temperature=1.0, ignore_index=-100, impl="auto")
 
-Per unique token u (design section 3), with `r = exp(logp - old_logprob)`:
+Per unique token u (docs/design.md, "The loss over the tree"), with `r = exp(logp - old_logprob)`:
 
     L(u) = -min(r, 1 + eps_high) * s_plus(u) - min(max(r, 1 - eps_low), clip_c) * s_minus(u)
            + kl_coef * w(u) * k3(u) - entropy_coef * w(u) * H(u)

@@ -9,6 +9,12 @@ SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# Without CUDA the Triton kernels run in Triton's CPU interpreter. Set before any kernel module is
+# defined (arpo.kernels imports them lazily, at the first Triton call); with CUDA the Triton cases
+# run compiled (tests/test_kernels_gpu.py), so a GPU run never switches to the interpreter.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 
 @pytest.fixture(scope="session")
 def shared_data():

@@ -17,10 +17,10 @@ from concurrent.futures import Future
 
 import pytest
 
+from arpo.config.rollout import RolloutConfig
 from arpo.errors import ConfigError
 from arpo.rollout.arpo_rollout import rollout_groups
 from arpo.rollout.branching import decision_rng
-from arpo.rollout.config import RolloutConfig
 from arpo.rollout.interface import TokenEvent
 from arpo.rollout.stats import rollout_stats
 from arpo.tools.base import ToolCall, ToolResult
@@ -541,17 +541,17 @@ def tiny_rollout(family, executor, make_engine=None, **cfg_kw):
     log-probs / entropies against the model."""
     import torch
 
+    from arpo.config.rollout import SamplerConfig
+    from arpo.config.tools import PythonToolConfig
     from arpo.models.tiny import tiny_model
-    from arpo.rollout.config import SamplerConfig
-    from arpo.rollout.engine import Engine
-    from arpo.tools.config import PythonToolConfig
+    from arpo.rollout.native.engine import NativeEngine
     from arpo.tools.parsers import TagParser as RealTagParser
     from arpo.tools.python_tool import PythonTool
     from arpo.tools.registry import ToolRegistry
 
     model, tok = tiny_model(family, seed=3)
     if make_engine is None:
-        engine = Engine(model, tok, SamplerConfig(block_size=4, kv_cache_tokens=4096, device="cpu"))
+        engine = NativeEngine(model, tok, SamplerConfig(block_size=4, kv_cache_tokens=4096, device="cpu"))
     else:
         engine = make_engine(model, tok)
     parser = VowelCallParser(RealTagParser(ToolRegistry([PythonTool(PythonToolConfig())])))
@@ -605,7 +605,7 @@ def test_end_to_end_tiny_model_grpo():
 
 @pytest.mark.slow
 def test_end_to_end_tiny_model_with_python_sandbox():
-    from arpo.tools.config import PythonToolConfig
+    from arpo.config.tools import PythonToolConfig
     from arpo.tools.executor import ToolExecutor
     from arpo.tools.python_tool import PythonTool
     from arpo.tools.registry import ToolRegistry
@@ -626,7 +626,7 @@ def test_end_to_end_tiny_model_with_python_sandbox():
     ],
 )  # fmt: skip
 def test_real_parsers_and_executor(fmt, bad_call, good_call):
-    from arpo.tools.config import PythonToolConfig
+    from arpo.config.tools import PythonToolConfig
     from arpo.tools.executor import ToolExecutor
     from arpo.tools.parsers import make_parser
     from arpo.tools.python_tool import PythonTool

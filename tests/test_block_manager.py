@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from arpo.rollout.block_manager import BlockManager, OutOfBlocksError
+from arpo.rollout.native.block_manager import BlockManager, OutOfBlocksError
 
 
 def check_invariants(bm: BlockManager):

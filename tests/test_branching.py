@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from arpo.config import load_config
 from arpo.errors import ConfigError
 from arpo.rollout.branching import (
     branch_score,
@@ -54,8 +55,8 @@ def test_sample_rule_clips_and_matches_probability():
 
 
 def test_unknown_rule_is_a_config_error():
-    with pytest.raises(ConfigError, match="rule"):
-        should_branch(0.9, "coin", 0.5, np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="rollout.rule='coin' is not valid"):
+        load_config(None, ["rollout.rule=coin"])
 
 
 def test_seeds_are_deterministic_and_distinct():

@@ -35,3 +35,12 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
     assert "model path not found: /no/such/model" in out.stderr
     out = run_cli("train", "notarecipe")
     assert out.returncode == 2 and "unexpected argument 'notarecipe'" in out.stderr
+    out = run_cli("config", "configs/nosuch.yaml")
+    assert out.returncode == 2
+    assert "recipe not found: configs/nosuch.yaml (shipped recipes: default," in out.stderr
+
+
+def test_shipped_recipes_resolve_from_any_directory(tmp_path):
+    out = run_cli("config", "configs/qwen2.5-7b-arpo.yaml", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Qwen2.5-7B" in out.stdout

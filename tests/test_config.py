@@ -71,7 +71,7 @@ def test_shipped_recipes_load():
 
     from tests.conftest import ROOT
 
-    recipes = glob.glob(os.path.join(ROOT, "configs", "*.yaml"))
-    assert recipes, "configs/ ships no recipe"
+    recipes = glob.glob(os.path.join(ROOT, "arpo", "configs", "*.yaml"))
+    assert recipes, "arpo/configs/ ships no recipe"
     for r in recipes:
         load_config(r)

@@ -7,6 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from arpo.config import load_config
+from arpo.config.data import DataConfig
+from arpo.config.reward import RewardConfig
 from arpo.data import (
     ARPO_SYSTEM,
     PYTHON_SYSTEM,
@@ -18,10 +20,8 @@ from arpo.data import (
     multihop_corpus,
     questions,
 )
-from arpo.data.config import DataConfig
 from arpo.errors import ConfigError
 from arpo.rewards import load_reward
-from arpo.rewards.config import RewardConfig
 
 
 @pytest.fixture

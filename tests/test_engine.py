@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from arpo.config.rollout import SamplerConfig
 from arpo.models.tiny import TINY_FAMILIES, tiny_model
-from arpo.rollout.config import SamplerConfig
-from arpo.rollout.engine import Engine
 from arpo.rollout.interface import SamplingParams
-from arpo.rollout.rope import inverse_frequencies
+from arpo.rollout.native.engine import NativeEngine
+from arpo.rollout.native.rope import inverse_frequencies
 
 
 def random_prompts(lengths, seed=0, vocab=470):
@@ -44,7 +44,7 @@ def reference_logprob_entropy(logits, tokens, temperature):
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_greedy_matches_transformers_on_a_mixed_length_batch(family):
     model, tok = tiny_model(family, seed=1)
-    engine = Engine(model, tok, SamplerConfig(block_size=4, num_blocks=128, max_prefill_tokens=16))
+    engine = NativeEngine(model, tok, SamplerConfig(block_size=4, num_blocks=128, max_prefill_tokens=16))
     prompts = random_prompts([1, 3, 9, 17, 30], seed=2)
     n = 10
     ids = [engine.add(p, SamplingParams(temperature=0, max_new_tokens=n)) for p in prompts]
@@ -67,7 +67,7 @@ def test_greedy_matches_transformers_on_a_mixed_length_batch(family):
 @pytest.mark.parametrize("family", ["qwen2", "qwen3"])
 def test_sampled_tokens_report_logprob_and_entropy_of_the_tempered_distribution(family):
     model, tok = tiny_model(family, seed=3)
-    engine = Engine(model, tok, SamplerConfig(block_size=8, num_blocks=64))
+    engine = NativeEngine(model, tok, SamplerConfig(block_size=8, num_blocks=64))
     temperature = 0.7
     prompts = random_prompts([4, 11], seed=5)
     ids = [
@@ -90,7 +90,7 @@ def test_top_k_one_is_greedy_and_seeds_reproduce():
     prompt = random_prompts([6], seed=9)[0]
 
     def run(**kw):
-        engine = Engine(model, tok, SamplerConfig(block_size=4, num_blocks=32))
+        engine = NativeEngine(model, tok, SamplerConfig(block_size=4, num_blocks=32))
         seq = engine.add(prompt, SamplingParams(max_new_tokens=8, **kw))
         run_all(engine)
         return engine.token_ids(seq)
@@ -102,7 +102,7 @@ def test_top_k_one_is_greedy_and_seeds_reproduce():
 
 def test_weight_updates_are_seen_without_rebuilding_the_engine():
     model, tok = tiny_model("qwen2", seed=5)
-    engine = Engine(model, tok, SamplerConfig(block_size=4, num_blocks=32))
+    engine = NativeEngine(model, tok, SamplerConfig(block_size=4, num_blocks=32))
     prompt = random_prompts([7], seed=1)[0]
     params = SamplingParams(temperature=0, max_new_tokens=6)
     first = engine.add(prompt, params)

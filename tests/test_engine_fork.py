@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from arpo.config.rollout import SamplerConfig
 from arpo.models.tiny import tiny_model
-from arpo.rollout.block_manager import OutOfBlocksError
-from arpo.rollout.config import SamplerConfig
-from arpo.rollout.engine import Engine
 from arpo.rollout.interface import SamplingParams
+from arpo.rollout.native.block_manager import OutOfBlocksError
+from arpo.rollout.native.engine import NativeEngine
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def model_and_tokenizer():
 
 def make_engine(model_and_tokenizer, **cfg):
     model, tok = model_and_tokenizer
-    return Engine(model, tok, SamplerConfig(**{"block_size": 4, "num_blocks": 256, **cfg}))
+    return NativeEngine(model, tok, SamplerConfig(**{"block_size": 4, "num_blocks": 256, **cfg}))
 
 
 def prompt_of(n, seed=0):

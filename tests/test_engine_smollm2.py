@@ -5,9 +5,9 @@ import importlib.util
 import pytest
 import torch
 
-from arpo.rollout.config import SamplerConfig
-from arpo.rollout.engine import Engine
+from arpo.config.rollout import SamplerConfig
 from arpo.rollout.interface import SamplingParams
+from arpo.rollout.native.engine import NativeEngine
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def test_greedy_matches_transformers_on_smollm2(smollm2):
         for q in questions
     ]
     prompts = [list(p["input_ids"] if hasattr(p, "keys") else p) for p in prompts]
-    engine = Engine(model, tok, SamplerConfig(block_size=16, num_blocks=64))
+    engine = NativeEngine(model, tok, SamplerConfig(block_size=16, num_blocks=64))
     n = 16
     ids = [engine.add(p, SamplingParams(temperature=0, max_new_tokens=n)) for p in prompts]
     while engine.has_runnable():

@@ -10,7 +10,8 @@ import pytest
 
 from arpo.cli import main
 from arpo.config import load_config
-from arpo.eval import evaluate, sources
+from arpo.eval import benchmarks
+from arpo.eval.harness import evaluate
 from arpo.eval.metrics import benchmark_metrics
 from arpo.eval.passk import pass_at_k
 from arpo.rollout.tree import Group, ToolCallRecord, Trajectory
@@ -92,15 +93,12 @@ def test_benchmark_metrics_without_tool_calls_has_zero_invalid_rate():
     assert m["pass@1"] == m["accuracy"] == 1.0
 
 
-def test_console_table_shows_pass_at_k_and_calls_by_tool():
-    from rich.console import Console
-
+def test_console_table_shows_pass_at_k_and_calls_by_tool(capsys):
     from arpo.eval.report import print_table
 
     groups = [Group(0, [1], [_traj(1.0, 3, [("python", None)]), _traj(0.0, 5, [("search", "bad")])])]
-    console = Console(record=True, width=80)
-    print_table({"bench": benchmark_metrics(groups, k=2, wall_time_s=2.0)}, 2, console)
-    text = console.export_text()
+    print_table({"bench": benchmark_metrics(groups, k=2, wall_time_s=2.0)}, 2)
+    text = capsys.readouterr().err
     assert "pass@1" in text and "pass@2" in text and "50.0%" in text  # invalid-call rate
     assert "bench calls per question by tool: python 0.50, search 0.50" in text
 
@@ -139,7 +137,7 @@ def test_cli_eval_greedy_writes_results_and_transcripts(tmp_path, capsys):
     assert all(len(r["samples"]) == 1 and len(r["samples"][0]["response"]) > 0 for r in rows)
     assert mini["response_tokens"] == pytest.approx(sum(r["samples"][0]["response_tokens"] for r in rows) / 3)
     assert len(_read_jsonl(out / "transcripts_arith.jsonl")) == 2
-    assert "mini" in capsys.readouterr().out  # the console table
+    assert "mini" in capsys.readouterr().err  # the console table
 
 
 def test_sampled_eval_reports_pass_at_k_consistent_with_transcripts_and_batching(tmp_path):
@@ -201,7 +199,7 @@ def test_vllm_engine_without_vllm_is_a_one_line_error(tmp_path, monkeypatch, cap
 
 
 def test_named_benchmark_missing_from_shared_data_is_a_clear_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sources, "SHARED_EVAL", str(tmp_path / "eval"))
+    monkeypatch.setattr(benchmarks, "SHARED_EVAL", str(tmp_path / "eval"))
     assert main(["eval", *TINY, "eval.data=gsm8k"]) == 2
     err = capsys.readouterr().err.strip()
     assert "gsm8k" in err and str(tmp_path / "eval" / "gsm8k") in err and "\n" not in err
@@ -209,8 +207,8 @@ def test_named_benchmark_missing_from_shared_data_is_a_clear_error(tmp_path, mon
 
 def test_named_benchmark_resolves_to_the_shared_eval_folder(tmp_path, monkeypatch):
     (tmp_path / "eval" / "hotpotqa").mkdir(parents=True)
-    monkeypatch.setattr(sources, "SHARED_EVAL", str(tmp_path / "eval"))
-    assert sources.benchmarks("hotpotqa, arith,arith") == [
+    monkeypatch.setattr(benchmarks, "SHARED_EVAL", str(tmp_path / "eval"))
+    assert benchmarks.benchmarks("hotpotqa, arith,arith") == [
         ("hotpotqa", str(tmp_path / "eval" / "hotpotqa")),
         ("arith", "arith"),
         ("arith-2", "arith"),

@@ -1,7 +1,7 @@
 """`linear_logprob_entropy` and `logprob_entropy_from_logits` against the float64 torch reference.
 
 Each case runs the chunked torch path and the Triton kernels. Without CUDA the Triton kernels run in
-Triton's CPU interpreter: `TRITON_INTERPRET=1` is set below, before any triton kernel is defined
+Triton's CPU interpreter: tests/conftest.py sets `TRITON_INTERPRET=1` before any triton kernel is defined
 (`arpo.kernels` imports its kernel modules lazily, at the first Triton call), in fp32 (bf16 `tl.dot`
 is wrong in the interpreter) with small shapes. With CUDA the Triton cases are left to
 tests/test_kernels_gpu.py, so this module never switches a GPU run to the interpreter.
@@ -10,17 +10,12 @@ Tolerances (fp32 inputs vs the fp64 reference): values and gradients within 2e-5
 relative to max(1, largest reference magnitude) of that tensor.
 """
 
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
-
-from arpo.kernels import (  # noqa: E402  # noqa: E402
+from arpo.kernels import (
     KernelInputError,
     _common,
     from_logits,

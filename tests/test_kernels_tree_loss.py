@@ -3,23 +3,17 @@
 Random "trees": every unique token belongs to a random non-empty set of branches, each branch with a
 token weight `w_i > 0` and an advantage `A_i` of either sign; `s_plus`, `s_minus` and `w` are summed
 from those. The flat reference sums, over every (branch, token) pair, the per-branch PPO loss with
-dual clip of design section 3 plus the KL (k3) and entropy terms, so it shares no code with the fused
+dual clip of docs/design.md plus the KL (k3) and entropy terms, so it shares no code with the fused
 epilogue. Old log-probs are perturbed so ratios fall far outside the clip range on both sides.
 
-The Triton case runs the kernels in Triton's CPU interpreter (TRITON_INTERPRET=1 set below, before any
-kernel module is imported; skipped where CUDA exists, see tests/test_kernels_gpu.py). Tolerance: loss
+The Triton case runs the kernels in Triton's CPU interpreter (tests/conftest.py sets TRITON_INTERPRET=1 before
+any kernel module is imported; skipped where CUDA exists, see tests/test_kernels_gpu.py). Tolerance: loss
 within 1e-5 relative, gradients within 2e-5 of the largest reference magnitude (fp32 vs fp64).
 """
 
-import os
-
 import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
-
-from arpo.kernels import (  # noqa: E402
+from arpo.kernels import (
     KernelInputError,
     _common,
     linear_tree_loss,

@@ -4,7 +4,7 @@ import tempfile
 import pytest
 import torch
 
-from arpo.rollout import kv_ops
+from arpo.rollout.native import kv_ops
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 

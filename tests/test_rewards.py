@@ -4,6 +4,7 @@ import math_verify
 import pytest
 
 from arpo.config import load_config
+from arpo.config.reward import RewardConfig
 from arpo.errors import ConfigError
 from arpo.rewards import (
     RewardError,
@@ -17,7 +18,6 @@ from arpo.rewards import (
     token_f1,
     tools_used,
 )
-from arpo.rewards.config import RewardConfig
 
 BS = "\x08"  # ARPO's released prompt writes \boxed as backspace + "oxed"
 

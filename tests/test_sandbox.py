@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from arpo.config.tools import PythonToolConfig
 from arpo.tools.base import ToolCall
-from arpo.tools.config import PythonToolConfig
 from arpo.tools.executor import ToolExecutor
 from arpo.tools.python_tool import PythonTool
 from arpo.tools.registry import ToolRegistry

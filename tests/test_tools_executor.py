@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from arpo.config.tools import PythonToolConfig
 from arpo.errors import ConfigError
 from arpo.tools.base import ToolCall, ToolError, ToolResult, function_schema
-from arpo.tools.config import PythonToolConfig
 from arpo.tools.executor import ToolExecutor
 from arpo.tools.parsers import HermesParser, TagParser
 from arpo.tools.python_tool import PythonTool

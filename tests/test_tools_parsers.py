@@ -5,8 +5,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from arpo.config.tools import PythonToolConfig, SearchToolConfig, ToolsConfig
 from arpo.errors import ConfigError
-from arpo.tools.config import PythonToolConfig, SearchToolConfig, ToolsConfig
 from arpo.tools.parsers import HermesParser, TagParser, make_parser
 from arpo.tools.python_tool import PythonTool
 from arpo.tools.registry import ToolRegistry, build_tools

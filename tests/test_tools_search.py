@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from arpo.config.tools import SearchToolConfig
 from arpo.errors import ConfigError
 from arpo.tools.base import ToolError
-from arpo.tools.config import SearchToolConfig
 from arpo.tools.search_http import HttpBackend, parse_response
 from arpo.tools.search_replay import ReplayBackend, normalise, split_pages
 from arpo.tools.search_tool import SearchTool, format_pages

@@ -8,11 +8,11 @@ import torch
 from arpo.kernels import tree_loss_from_logprob
 
 from arpo.algo.advantages import grpo_advantages
-from arpo.algo.config import AlgoConfig
 from arpo.algo.losses import flat_token_loss
 from arpo.algo.packing import pack_groups
 from arpo.algo.policy import compute_logprobs, policy_loss_backward
 from arpo.algo.synthetic import synthetic_group
+from arpo.config.algo import AlgoConfig
 from arpo.errors import ConfigError
 from arpo.models.tiny import tiny_model
 
@@ -166,7 +166,7 @@ import torch, torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
-from arpo.algo.config import AlgoConfig
+from arpo.config.algo import AlgoConfig
 from arpo.algo.policy import compute_logprobs, policy_loss_backward
 from arpo.algo.synthetic import synthetic_group
 from arpo.models.tiny import tiny_model

@@ -15,10 +15,10 @@ import sys
 import pytest
 import torch
 
+from arpo.config.rollout import SamplerConfig, VllmConfig
 from arpo.models.tiny import tiny_model
-from arpo.rollout.config import SamplerConfig, VllmConfig
-from arpo.rollout.engine import Engine
 from arpo.rollout.interface import SamplingParams
+from arpo.rollout.native.engine import NativeEngine
 from tests.conftest import ROOT
 
 pytestmark = [
@@ -34,7 +34,7 @@ BLOCK = 32  # vLLM's CPU attention needs a multiple of 32
 @pytest.fixture(scope="module")
 def vllm_engine(tmp_path_factory):
     from arpo.models.export import export_hf
-    from arpo.rollout.vllm_engine import VllmEngine
+    from arpo.rollout.vllm.engine import VllmEngine
 
     model, tok = tiny_model("qwen3", seed=0)
     path = export_hf(model, tok, str(tmp_path_factory.mktemp("vllm") / "tiny-qwen3"))
@@ -78,7 +78,7 @@ def prompts_of(tok):
 
 
 def native(model, tok):
-    return Engine(model, tok, SamplerConfig(block_size=16, kv_cache_tokens=4096, device="cpu"))
+    return NativeEngine(model, tok, SamplerConfig(block_size=16, kv_cache_tokens=4096, device="cpu"))
 
 
 def test_greedy_equals_native_sampler(vllm_engine, policy):
@@ -196,8 +196,8 @@ def test_update_weights_refuses_live_sequences(vllm_engine, policy):
 def test_arpo_rollout_with_real_sandboxed_tool(vllm_engine):
     """The rollout test of the native sampler, on vLLM: valid trees, masks, tool records, and
     log-probs / entropies equal to the model's on the exact tokens."""
+    from arpo.config.tools import PythonToolConfig
     from arpo.rollout.stats import rollout_stats
-    from arpo.tools.config import PythonToolConfig
     from arpo.tools.executor import ToolExecutor
     from arpo.tools.python_tool import PythonTool
     from arpo.tools.registry import ToolRegistry
@@ -300,7 +300,7 @@ def topk_engine(tmp_path_factory):
     """A second engine (the fallback is an engine-wide setting). Module-scoped: shutting a vLLM
     engine down tears down vLLM's process-wide parallel state, which the shared engine also uses."""
     from arpo.models.export import export_hf
-    from arpo.rollout.vllm_engine import VllmEngine
+    from arpo.rollout.vllm.engine import VllmEngine
 
     model, tok = tiny_model("qwen3", seed=3)
     path = export_hf(model, tok, str(tmp_path_factory.mktemp("topk") / "model"))

@@ -1,4 +1,5 @@
-"""The rollout engine a config names (`rollout.engine`), built from the loaded policy."""
+"""The rollout engine `rollout.engine` names, built from the loaded policy and the config sections it
+needs (rollout, model), never the whole config."""
 
 from __future__ import annotations
 
@@ -6,26 +7,36 @@ import os
 import shutil
 import tempfile
 
-from arpo.config import Config
+from arpo.config.model import ModelConfig
+from arpo.config.rollout import RolloutConfig
 from arpo.models.export import export_hf
 from arpo.models.loading import resolve
+from arpo.rollout.interface import RolloutEngine
 
 
-def build_engine(cfg: Config, model, tokenizer, world_size: int = 1):
+def build_engine(
+    rollout: RolloutConfig,
+    model_cfg: ModelConfig,
+    model,
+    tokenizer,
+    *,
+    max_prompt_tokens: int,
+    seed: int,
+    world_size: int = 1,
+) -> RolloutEngine:
     """The native sampler runs `model` itself; vLLM loads the policy's weights once here, from the
     model directory when `model.path` is one, else from a temporary export of `model`."""
-    if cfg.rollout.engine == "native":
-        from arpo.rollout.engine import Engine
+    if rollout.engine == "native":
+        from arpo.rollout.native import NativeEngine
 
-        return Engine(model, tokenizer, cfg.rollout.sampler)
+        return NativeEngine(model, tokenizer, rollout.sampler)
 
-    from arpo.rollout.vllm_engine import VllmEngine
+    from arpo.rollout.vllm import VllmEngine
 
-    r = cfg.rollout
-    max_len = r.vllm.max_model_len
-    if not max_len and cfg.data.max_prompt_tokens > 0:
-        max_len = cfg.data.max_prompt_tokens + r.max_response_tokens + 1  # the rollout samples one past
-    source = resolve(cfg.model.path)
+    max_len = rollout.vllm.max_model_len
+    if not max_len and max_prompt_tokens > 0:
+        max_len = max_prompt_tokens + rollout.max_response_tokens + 1  # the rollout samples one past
+    source = resolve(model_cfg.path)
     export_dir = None
     if source.kind != "hf":  # a tiny test model or GGUF: vLLM reads a safetensors directory
         export_dir = tempfile.mkdtemp(prefix="arpo-vllm-model-")
@@ -36,10 +47,10 @@ def build_engine(cfg: Config, model, tokenizer, world_size: int = 1):
         return VllmEngine(
             path,
             tokenizer,
-            r.vllm,
-            dtype=cfg.model.dtype,
+            rollout.vllm,
+            dtype=model_cfg.dtype,
             max_model_len=max_len,
-            seed=cfg.seed,
+            seed=seed,
             world_size=world_size,
         )
     finally:

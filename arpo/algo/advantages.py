@@ -1,4 +1,4 @@
-"""GRPO advantages and ARPO attribution (design section 3).
+"""GRPO advantages and ARPO attribution (docs/design.md, "Advantages and attribution").
 
 Groups are keyed by the root prompt (`group_id`): Group objects sharing an id are normalised
 together. A group with a single trajectory or equal rewards gets zero advantages (no signal).

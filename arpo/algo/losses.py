@@ -1,5 +1,5 @@
-"""PPO/GRPO token losses (design section 3): the flat per-branch form, the reference for the tree
-loss (whose per-unique-token form with two advantage sums lives in the fused kernel,
+"""PPO/GRPO token losses (docs/design.md, "The loss over the tree"): the flat per-branch form, the
+reference for the tree loss (whose per-unique-token form with two advantage sums lives in the fused kernel,
 `arpo.kernels.linear_tree_loss`); clip-higher, dual clip, k3 KL to a reference, entropy bonus; and
 the metrics, computed from weights so that the tree's equal the flat ones.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from arpo.algo.config import AlgoConfig
+from arpo.config.algo import AlgoConfig
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

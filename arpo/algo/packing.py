@@ -7,7 +7,7 @@ its ancestors only. One tree per row keeps dense attention at sum(tree^2) rather
 pair (hidden state of the node's parent, the node's token), so a node with several children has its
 hidden state gathered once per child.
 
-Per row (design section 3), with `w = 1 / (loss tokens of the linearised batch)`:
+Per row (docs/design.md, "The loss over the tree"), with `w = 1 / (loss tokens of the linearised batch)`:
 `s_plus`/`s_minus` = sum of `w * A` over the trajectories through the token with `A > 0`/`A < 0`,
 `w` = sum of `w` over all of them (`w_plus`/`w_minus` over those with `A > 0`/`A < 0`: for the
 clip-fraction metrics). Tool-result tokens (loss_mask 0) and prompt tokens carry no loss.

@@ -20,10 +20,10 @@ from collections import defaultdict
 import torch
 
 from arpo.algo.advantages import grpo_advantages, token_advantages
-from arpo.algo.config import AlgoConfig
 from arpo.algo.losses import flat_token_loss, weighted_metrics
 from arpo.algo.packing import TreeBatch, ancestor_block_mask, ancestor_mask, pack_groups, total_loss_tokens
 from arpo.algo.prefix_tree import build_prefix_tree
+from arpo.config.algo import AlgoConfig
 from arpo.errors import ConfigError
 from arpo.kernels import linear_logprob_entropy, linear_tree_loss, logprob_entropy_from_logits
 from arpo.rollout.tree import Group

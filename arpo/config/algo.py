@@ -1,3 +1,5 @@
+"""`algo`: advantages (GRPO normalisation, soft/hard attribution over the tree) and the clipped loss."""
+
 from dataclasses import dataclass, field
 
 

@@ -1,4 +1,8 @@
+"""`data`: the training and held-out datasets (built-in tasks or files) and how prompts are made."""
+
 from dataclasses import dataclass, field
+
+from arpo.errors import ConfigError
 
 
 @dataclass
@@ -29,3 +33,7 @@ class DataConfig:
     multihop_people: int = 800
     # Where generated files (the multihop search corpus) are written.
     cache_dir: str = "runs/.cache"
+
+    def validate(self) -> None:
+        if self.prompts_per_step < 1:
+            raise ConfigError(f"data.prompts_per_step must be >= 1, got {self.prompts_per_step}")

@@ -1,4 +1,8 @@
+"""`eval`: what `arpo eval` measures (benchmarks, greedy or k samples) and where it writes."""
+
 from dataclasses import dataclass
+
+from arpo.errors import ConfigError
 
 
 @dataclass
@@ -18,3 +22,14 @@ class EvalConfig:
     limit: int = 0
     batch_size: int = 16  # prompts handed to the engine together
     out: str = ""  # results.json and transcripts_<bench>.jsonl go here; empty: <run_dir>/eval
+
+    def validate(self) -> None:
+        if self.k < 1 or self.batch_size < 1 or self.limit < 0:
+            raise ConfigError(
+                f"eval.k and eval.batch_size must be >= 1 and eval.limit >= 0, "
+                f"got k={self.k}, batch_size={self.batch_size}, limit={self.limit}"
+            )
+        if self.greedy and self.k != 1:
+            raise ConfigError(
+                f"eval.greedy=true gives one answer per question; set eval.greedy=false for k={self.k}"
+            )

@@ -1,7 +1,8 @@
-"""The typed config tree: one dataclass per component, assembled here, loaded from YAML recipes
-with dotted `key=value` overrides (OmegaConf structured configs).
+"""Loading the config tree: defaults, then a YAML recipe, then dotted `key=value` overrides
+(OmegaConf structured configs), then validation, so a bad recipe fails before any heavy work.
 
-A field may declare `metadata={"choices": (...)}`; values outside it are rejected by name.
+A field may declare `metadata={"choices": (...)}`; values outside it are rejected by name. A section
+with a `validate()` method checks its own numbers there; the loader calls every one of them.
 """
 
 from __future__ import annotations
@@ -9,36 +10,17 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from arpo.algo.config import AlgoConfig
-from arpo.data.config import DataConfig
+from arpo.config.root import Config
 from arpo.errors import ConfigError
-from arpo.eval.config import EvalConfig
-from arpo.models.config import ModelConfig
-from arpo.rewards.config import RewardConfig
-from arpo.rollout.config import RolloutConfig
-from arpo.tools.config import ToolsConfig
-from arpo.trainer.config import TrainerConfig
 
-
-@dataclass
-class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    tools: ToolsConfig = field(default_factory=ToolsConfig)
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    algo: AlgoConfig = field(default_factory=AlgoConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    seed: int = 0
-    run_dir: str = "runs/default"
+# Recipes shipped inside the package (`arpo/configs/`), reachable from any directory and any install.
+RECIPES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
 def _section(cls: type, dotted: str) -> type | None:
@@ -67,15 +49,32 @@ def _explain(exc: OmegaConfBaseException, source: str, schema: type) -> str:
     return f"{source}: key '{full_key}': {first}" if full_key else f"{source}: {first}"
 
 
-def _check_choices(node: Any, prefix: str = "") -> None:
+def validate(node: Any, prefix: str = "") -> None:
+    """Choices of every field, then each section's own `validate()`, innermost sections first.
+    `prefix` names the section in messages (`"rollout."` for a `RolloutConfig`)."""
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
-            _check_choices(value, key + ".")
+            validate(value, key + ".")
         elif "choices" in f.metadata and value not in f.metadata["choices"]:
             choices = ", ".join(repr(c) for c in f.metadata["choices"])
             raise ConfigError(f"{key}={value!r} is not valid; choose one of {choices}")
+    if hasattr(node, "validate"):
+        node.validate()
+
+
+def recipe_path(recipe: str) -> str:
+    """`recipe` itself when it is a file; else the shipped recipe of that name (`default`,
+    `default.yaml` or `configs/default.yaml` all name `arpo/configs/default.yaml`)."""
+    if os.path.isfile(recipe):
+        return recipe
+    name = os.path.basename(recipe)
+    shipped = os.path.join(RECIPES, name if name.endswith((".yaml", ".yml")) else name + ".yaml")
+    if os.path.isfile(shipped):
+        return shipped
+    names = ", ".join(sorted(os.path.splitext(n)[0] for n in os.listdir(RECIPES) if n.endswith(".yaml")))
+    raise ConfigError(f"recipe not found: {recipe} (shipped recipes: {names})")
 
 
 def load_config(recipe: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -83,8 +82,7 @@ def load_config(recipe: str | None = None, overrides: list[str] | tuple[str, ...
     base = OmegaConf.structured(Config)
     try:
         if recipe:
-            if not os.path.isfile(recipe):
-                raise ConfigError(f"recipe not found: {recipe}")
+            recipe = recipe_path(recipe)
             try:
                 with open(recipe) as f:
                     loaded = yaml.safe_load(f)
@@ -108,7 +106,7 @@ def load_config(recipe: str | None = None, overrides: list[str] | tuple[str, ...
         cfg = OmegaConf.to_object(base)
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e, recipe or "config", Config)) from None
-    _check_choices(cfg)
+    validate(cfg)
     return cfg
 
 

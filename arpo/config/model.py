@@ -1,3 +1,5 @@
+"""`model`: which policy to load (directory, GGUF file, packaged or tiny test model) and its dtype."""
+
 from dataclasses import dataclass, field
 
 

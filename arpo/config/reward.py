@@ -1,3 +1,5 @@
+"""`reward`: which reward function scores a trajectory, and the hierarchical reward's terms."""
+
 from dataclasses import dataclass, field
 
 

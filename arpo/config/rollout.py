@@ -1,9 +1,13 @@
+"""`rollout`: the ARPO rollout (group size, branching), sampling, and each engine's own section."""
+
 from dataclasses import dataclass, field
+
+from arpo.errors import ConfigError
 
 
 @dataclass
 class SamplerConfig:
-    """The native paged sampler (issue: native sampler)."""
+    """The native paged sampler (`rollout.engine=native`)."""
 
     block_size: int = 16  # tokens per KV block (flash-attn's paged path needs a multiple of 256)
     # KV cache capacity in blocks; 0 sizes it from kv_cache_tokens.
@@ -37,7 +41,7 @@ class VllmConfig:
 
 @dataclass
 class RolloutConfig:
-    """ARPO rollout (design section 2); N == M is plain GRPO."""
+    """ARPO rollout (the branching rules are in docs/design.md); N == M is plain GRPO."""
 
     engine: str = field(default="native", metadata={"choices": ("native", "vllm")})
     M: int = 8  # trajectories per prompt (group size)
@@ -58,3 +62,15 @@ class RolloutConfig:
     max_tool_calls: int = 3
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     vllm: VllmConfig = field(default_factory=VllmConfig)
+
+    def validate(self) -> None:
+        """Numbers the rollout cannot run with, as one-line errors."""
+        if self.M < 1 or not 1 <= self.N <= self.M:
+            raise ConfigError(f"rollout needs 1 <= N <= M, got N={self.N}, M={self.M}")
+        if self.k < 1 or self.Z < 1:
+            raise ConfigError(f"rollout.k and rollout.Z must be at least 1, got k={self.k}, Z={self.Z}")
+        if self.max_response_tokens < 1 or self.max_tool_calls < 0:
+            raise ConfigError(
+                f"rollout.max_response_tokens must be >= 1 and max_tool_calls >= 0, got "
+                f"{self.max_response_tokens} and {self.max_tool_calls}"
+            )

@@ -1,3 +1,5 @@
+"""`tools`: which tools an agent may call, the call format, and each tool's limits."""
+
 from dataclasses import dataclass, field
 
 

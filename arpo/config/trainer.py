@@ -1,4 +1,8 @@
+"""`trainer`: steps, optimizer, checkpoints, resume, held-out evaluation during training, logging."""
+
 from dataclasses import dataclass, field
+
+from arpo.errors import ConfigError
 
 
 @dataclass
@@ -22,3 +26,9 @@ class TrainerConfig:
     wandb: str = field(default="offline", metadata={"choices": ("offline", "online", "disabled")})
     activation_checkpointing: bool = False
     mixed_precision: bool = True
+
+    def validate(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"trainer.steps must be >= 1, got {self.steps}")
+        if self.save_every < 0 or self.keep_last < 1:
+            raise ConfigError("trainer.save_every must be >= 0 and trainer.keep_last >= 1")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import re
 
-from arpo.data.config import DataConfig
+from arpo.config.data import DataConfig
 from arpo.data.example import DataError, Example
 from arpo.data.prompts import PYTHON_SHOT, PYTHON_SYSTEM, chat
 from arpo.data.split import split_of

@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from arpo.data.config import DataConfig
+from arpo.config.data import DataConfig
 from arpo.data.example import DataError, Example
 from arpo.data.prompts import wrap_question
 from arpo.data.sources import ability_of, default_reward

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import random
 
+from arpo.config.data import DataConfig
 from arpo.data.arith import arith_examples
-from arpo.data.config import DataConfig
 from arpo.data.example import DataError, Example
 from arpo.data.files import read_examples
 from arpo.data.multihop import multihop_examples

@@ -18,7 +18,7 @@ import os
 import random
 from dataclasses import dataclass
 
-from arpo.data.config import DataConfig
+from arpo.config.data import DataConfig
 from arpo.data.example import DataError, Example
 from arpo.data.prompts import SEARCH_SHOT, SEARCH_SYSTEM, chat
 from arpo.data.split import split_of

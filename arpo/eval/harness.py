@@ -9,47 +9,31 @@ import re
 import time
 
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from arpo import output
+from arpo.agent.engine import build_engine
+from arpo.agent.prompts import fitting_prompts
+from arpo.agent.rollout import Agent, greedy
+from arpo.agent.tools import agent_tools
 from arpo.config import Config
+from arpo.config.rollout import RolloutConfig
 from arpo.data import Example, load_dataset
 from arpo.data.loader import TASKS
-from arpo.errors import ConfigError
+from arpo.eval.benchmarks import benchmarks
 from arpo.eval.metrics import benchmark_metrics
 from arpo.eval.report import append_jsonl, print_table, transcript_rows, write_results
-from arpo.eval.sources import benchmarks
 from arpo.models import load_model
 from arpo.rewards import load_reward
-from arpo.rollout.arpo_rollout import check_rollout_config
-from arpo.rollout.build import build_engine
-from arpo.rollout.config import RolloutConfig
-from arpo.rollout.vllm_engine import require_vllm
-from arpo.trainer.components import Components, agent_tools, fitting_prompts
-from arpo.trainer.generate import generate, greedy, score
+from arpo.rollout.vllm import require_vllm
 
 
 def protocol(cfg: Config) -> RolloutConfig:
     """Greedy: one answer at temperature 0. Sampling: k independent samples (N = M = k, so no
-    branching) at the rollout's temperature."""
-    e = cfg.eval
-    if e.k < 1 or e.batch_size < 1 or e.limit < 0:
-        raise ConfigError(
-            f"eval.k and eval.batch_size must be >= 1 and eval.limit >= 0, "
-            f"got k={e.k}, batch_size={e.batch_size}, limit={e.limit}"
-        )
-    if e.greedy:
-        if e.k != 1:
-            raise ConfigError(
-                f"eval.greedy=true gives one answer per question; set eval.greedy=false for k={e.k}"
-            )
-        rollout = greedy(cfg.rollout)
-    else:
-        if cfg.rollout.temperature <= 0 and e.k > 1:
-            raise ConfigError("eval.k > 1 needs rollout.temperature > 0 (temperature 0 repeats one answer)")
-        rollout = dataclasses.replace(cfg.rollout, M=e.k, N=e.k)
-    check_rollout_config(rollout)
-    return rollout
+    branching) at the rollout's temperature. The config loader has checked the combination."""
+    if cfg.eval.greedy:
+        return greedy(cfg.rollout)
+    return dataclasses.replace(cfg.rollout, M=cfg.eval.k, N=cfg.eval.k)
 
 
 def load_benchmark(cfg: Config, spec: str) -> list[Example]:
@@ -68,23 +52,24 @@ def evaluate(cfg: Config) -> dict:
     reward_fn = load_reward(cfg.reward)
     model, tokenizer = load_model(cfg.model)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    engine = build_engine(cfg, model, tokenizer)
+    engine = build_engine(
+        cfg.rollout, cfg.model, model, tokenizer, max_prompt_tokens=cfg.data.max_prompt_tokens, seed=cfg.seed
+    )
     out_dir = cfg.eval.out or os.path.join(cfg.run_dir, "eval")
     os.makedirs(out_dir, exist_ok=True)
-    console = Console()
-    console.print(
+    output.say(
         f"{cfg.model.path}: {', '.join(f'{n} ({len(d)})' for n, d in data.items())}; "
         f"{'greedy' if cfg.eval.greedy else f'{cfg.eval.k} samples at T={rollout.temperature}'}; "
         f"writing to {out_dir}"
     )
     results = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
+    with Progress(*columns, console=output.console, disable=not output.enabled()) as progress:
         for name, examples in data.items():
             examples = fitting_prompts(examples, tokenizer, cfg.data.max_prompt_tokens, name)
-            agent = Components(model, tokenizer, engine, *agent_tools(cfg, examples), reward_fn, [], examples)
-            results[name] = run_benchmark(cfg, agent, engine, rollout, name, examples, out_dir, progress)
-    print_table(results, cfg.eval.k, console)
+            agent = Agent(tokenizer, engine, *agent_tools(cfg.tools, examples), reward_fn)
+            results[name] = run_benchmark(cfg, agent, rollout, name, examples, out_dir, progress)
+    print_table(results, cfg.eval.k)
     summary = {
         "model": cfg.model.path,
         "engine": cfg.rollout.engine,
@@ -97,11 +82,19 @@ def evaluate(cfg: Config) -> dict:
         "seed": cfg.seed,
         "benchmarks": results,
     }
-    console.print(f"results: {write_results(out_dir, summary)}")
+    output.say(f"results: {write_results(out_dir, summary)}")
     return summary
 
 
-def run_benchmark(cfg, agent, engine, rollout, name, examples, out_dir, progress) -> dict:
+def run_benchmark(
+    cfg: Config,
+    agent: Agent,
+    rollout: RolloutConfig,
+    name: str,
+    examples: list[Example],
+    out_dir: str,
+    progress: Progress,
+) -> dict:
     """One benchmark, batch by batch; transcripts are appended as batches finish. Group ids are
     question indices, so every question samples the same streams whatever `eval.batch_size`."""
     path = os.path.join(out_dir, f"transcripts_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.jsonl")
@@ -113,8 +106,7 @@ def run_benchmark(cfg, agent, engine, rollout, name, examples, out_dir, progress
         for start in range(0, len(examples), cfg.eval.batch_size):
             batch = examples[start : start + cfg.eval.batch_size]
             ids = list(range(start, start + len(batch)))
-            batch_groups = generate(agent, engine, batch, rollout, cfg.seed, ids)
-            score(agent, batch_groups, batch)
+            batch_groups = agent.run(batch, rollout, cfg.seed, ids)
             append_jsonl(path, transcript_rows(batch_groups, batch))
             groups.extend(batch_groups)
             progress.advance(task, len(batch))

@@ -1,19 +1,16 @@
-"""Per-benchmark numbers from scored trajectory groups (one group of samples per question)."""
+"""Held-out numbers from scored trajectory groups (one group of samples per question): the
+per-benchmark table of `arpo eval` and the `val/` metrics logged during training."""
 
 from __future__ import annotations
 
 from collections import Counter
 
+from arpo.agent.rollout import accuracy_of
 from arpo.eval.passk import pass_at_k
-from arpo.rollout.tree import Group, Trajectory
+from arpo.rollout.tree import Group
 
 # pass@k counts a sample as solved only with full credit: QA F1 partial credit is not a solve.
 SOLVED_AT = 1.0
-
-
-def accuracy_of(t: Trajectory) -> float:
-    """The reward's `acc` (exact match, F1 or math equivalence, as the example requires)."""
-    return float(t.reward_info.get("acc", t.reward > 0))
 
 
 def benchmark_metrics(groups: list[Group], k: int, wall_time_s: float) -> dict:
@@ -45,3 +42,16 @@ def benchmark_metrics(groups: list[Group], k: int, wall_time_s: float) -> dict:
         }
     )
     return out
+
+
+def held_out_metrics(groups: list[Group], prefix: str = "val/") -> dict[str, float]:
+    """Means over every sample: accuracy, reward, share that called a tool, calls and length."""
+    trajs = [t for g in groups for t in g.trajectories]
+    n = max(1, len(trajs))
+    return {
+        f"{prefix}accuracy": sum(accuracy_of(t) for t in trajs) / n,
+        f"{prefix}reward": sum(t.reward for t in trajs) / n,
+        f"{prefix}tool_call_rate": sum(1.0 for t in trajs if t.tool_calls) / n,
+        f"{prefix}calls_per_question": sum(len(t.tool_calls) for t in trajs) / n,
+        f"{prefix}response_length": sum(len(t.tokens) for t in trajs) / n,
+    }

@@ -6,11 +6,11 @@ import json
 import os
 
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
+from arpo import output
+from arpo.agent.rollout import accuracy_of
 from arpo.data import Example
-from arpo.eval.metrics import accuracy_of
 from arpo.rollout.tree import Group
 
 
@@ -80,11 +80,10 @@ def results_table(benchmarks: dict[str, dict], k: int) -> Table:
     return table
 
 
-def print_table(benchmarks: dict[str, dict], k: int, console: Console | None = None) -> None:
+def print_table(benchmarks: dict[str, dict], k: int) -> None:
     """The table, then tool calls per question by tool (one line per benchmark that made calls)."""
-    console = console or Console()
-    console.print(results_table(benchmarks, k))
+    output.say(results_table(benchmarks, k))
     for name, m in benchmarks.items():
         if m["tool_calls_by_tool"]:
             tools = ", ".join(f"{tool} {v:.2f}" for tool, v in m["tool_calls_by_tool"].items())
-            console.print(f"{name} calls per question by tool: {tools}")
+            output.say(f"{name} calls per question by tool: {tools}")

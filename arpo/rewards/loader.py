@@ -11,10 +11,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from arpo.config.reward import RewardConfig
 from arpo.errors import ArpoError
 from arpo.rewards.arpo_reward import arpo_reward
 from arpo.rewards.builtin import arith_reward, em_reward, f1_reward, math_reward
-from arpo.rewards.config import RewardConfig
 
 RewardFn = Callable[[str, Any, dict], dict]
 

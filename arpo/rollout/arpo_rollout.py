@@ -1,5 +1,5 @@
-"""ARPO rollout (design section 2): every prompt's trajectories generate concurrently in one engine;
-a trajectory that closes a tool call leaves the decode batch until its result arrives; entropy
+"""ARPO rollout (docs/design.md, "Rollout rules"): every prompt's trajectories generate concurrently
+in one engine; a trajectory that closes a tool call leaves the decode batch until its result arrives; entropy
 after a tool result decides whether to fork branches that share the prefix's KV cache.
 
 Choices where the design is silent (each keeps the design's intent, none is from the official code):
@@ -32,9 +32,9 @@ import dataclasses
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 
-from arpo.errors import ConfigError
+from arpo.config.loader import validate
+from arpo.config.rollout import RolloutConfig
 from arpo.rollout.branching import (
-    RULES,
     branch_score,
     decision_rng,
     derived_seed,
@@ -42,28 +42,12 @@ from arpo.rollout.branching import (
     mean_entropy,
     should_branch,
 )
-from arpo.rollout.config import RolloutConfig
 from arpo.rollout.interface import RolloutEngine, SamplingParams, TokenEvent
 from arpo.rollout.tree import Group, ToolCallRecord, Trajectory
 
 # Every format's final answer closes with this tag; pausing there ends the trajectory at its answer
-# (design 2.5) instead of sampling on to EOS.
+# instead of sampling on to EOS (as the paper's rollout does).
 ANSWER_STOP = "</answer>"
-
-
-def check_rollout_config(cfg: RolloutConfig) -> None:
-    """Raise a one-line ConfigError for numbers the rollout cannot run with."""
-    if cfg.M < 1 or not 1 <= cfg.N <= cfg.M:
-        raise ConfigError(f"rollout needs 1 <= N <= M, got N={cfg.N}, M={cfg.M}")
-    if cfg.k < 1 or cfg.Z < 1:
-        raise ConfigError(f"rollout.k and rollout.Z must be at least 1, got k={cfg.k}, Z={cfg.Z}")
-    if cfg.max_response_tokens < 1 or cfg.max_tool_calls < 0:
-        raise ConfigError(
-            f"rollout.max_response_tokens must be >= 1 and max_tool_calls >= 0, got "
-            f"{cfg.max_response_tokens} and {cfg.max_tool_calls}"
-        )
-    if cfg.rule not in RULES:
-        raise ConfigError(f"rollout.rule={cfg.rule!r} is not valid; choose one of {', '.join(RULES)}")
 
 
 @dataclass
@@ -126,7 +110,9 @@ class _Rollout:
                 )
             self._collect_tool_results()
         for state in states:
-            state.group.stats["tool_calls_per_traj"] = [len(t.tool_calls) for t in state.group.trajectories]
+            state.group.stats["tool_calls_per_traj"] = [
+                len(traj.tool_calls) for traj in state.group.trajectories
+            ]
             state.group.check()
         return [s.group for s in states]
 
@@ -151,32 +137,32 @@ class _Rollout:
 
     def _on_token(self, event: TokenEvent) -> None:
         live = self.live[event.seq_id]
-        t = live.traj
-        t.tokens.append(event.token_id)
-        t.loss_mask.append(1)
-        t.logprobs.append(event.logprob)
-        t.entropies.append(event.entropy)
-        if live.window_start is not None and len(t.tokens) - live.window_start >= self.cfg.k:
+        traj = live.traj
+        traj.tokens.append(event.token_id)
+        traj.loss_mask.append(1)
+        traj.logprobs.append(event.logprob)
+        traj.entropies.append(event.entropy)
+        if live.window_start is not None and len(traj.tokens) - live.window_start >= self.cfg.k:
             self._decide(live)
         if event.status == "finished":  # engine-side end (its own limits): EOS or length
             self._end(live, "eos" if event.finish_reason == "eos" else "length")
         elif event.status == "paused":
             self._on_pause(live, event.token_id)
-        elif len(t.tokens) >= self.cfg.max_response_tokens:
+        elif len(traj.tokens) >= self.cfg.max_response_tokens:
             self._end(live, "length")
 
     def _on_pause(self, live: _Live, token_id: int) -> None:
-        t = live.traj
+        traj = live.traj
         if token_id in self.eos:
             return self._end(live, "eos")
-        segment = self.tokenizer.decode(t.tokens[live.segment_start :], skip_special_tokens=False)
+        segment = self.tokenizer.decode(traj.tokens[live.segment_start :], skip_special_tokens=False)
         if self.parser.final_answer(segment) is not None:
             return self._end(live, "answer")
         call = self.parser.parse(segment)
-        full = len(t.tokens) >= self.cfg.max_response_tokens
+        full = len(traj.tokens) >= self.cfg.max_response_tokens
         if call is None:  # a stop string that closed no call: keep generating
             return self._end(live, "length") if full else self.engine.resume(live.seq, [])
-        if len(t.tool_calls) >= self.cfg.max_tool_calls:
+        if len(traj.tool_calls) >= self.cfg.max_tool_calls:
             return self._end(live, "tool_limit")
         if full:
             return self._end(live, "length")
@@ -197,15 +183,15 @@ class _Rollout:
                 self._insert_result(live, call, r.text, r.error, r.latency_s, r.timed_out)
 
     def _insert_result(self, live: _Live, call, text: str, error, latency_s: float, timed_out: bool) -> None:
-        t = live.traj
+        traj = live.traj
         ids = self.tokenizer.encode(self.parser.format_result(text), add_special_tokens=False)
-        ids = list(ids[: self.cfg.max_response_tokens - len(t.tokens)])
-        start = len(t.tokens)
-        t.tokens.extend(ids)
-        t.loss_mask.extend([0] * len(ids))
-        t.logprobs.extend([0.0] * len(ids))
-        t.entropies.extend([0.0] * len(ids))
-        t.tool_calls.append(
+        ids = list(ids[: self.cfg.max_response_tokens - len(traj.tokens)])
+        start = len(traj.tokens)
+        traj.tokens.extend(ids)
+        traj.loss_mask.extend([0] * len(ids))
+        traj.logprobs.extend([0.0] * len(ids))
+        traj.entropies.extend([0.0] * len(ids))
+        traj.tool_calls.append(
             ToolCallRecord(
                 name=call.name,
                 arguments=call.arguments,
@@ -213,35 +199,35 @@ class _Rollout:
                 error=error or None,
                 latency_s=latency_s,
                 start=start,
-                end=len(t.tokens),
+                end=len(traj.tokens),
                 timed_out=timed_out,
             )
         )
-        live.segment_start = len(t.tokens)
-        if len(t.tokens) >= self.cfg.max_response_tokens:
+        live.segment_start = len(traj.tokens)
+        if len(traj.tokens) >= self.cfg.max_response_tokens:
             return self._end(live, "length")
         self.engine.resume(live.seq, ids)
-        live.window_start = len(t.tokens)
+        live.window_start = len(traj.tokens)
 
     # -- branching ----------------------------------------------------------------------------
 
     def _decide(self, live: _Live) -> None:
         """Close the H_t window opened by the last tool result and fork if the rule says so."""
-        t, cfg, group = live.traj, self.cfg, live.state.group
+        traj, cfg, group = live.traj, self.cfg, live.state.group
         fork_pos, live.window_start = live.window_start, None
-        after = t.entropies[fork_pos : fork_pos + cfg.k]
+        after = traj.entropies[fork_pos : fork_pos + cfg.k]
         if not after:
             return
-        h_init = mean_entropy(t.entropies[: min(cfg.k, t.tool_calls[0].start)])
+        h_init = mean_entropy(traj.entropies[: min(cfg.k, traj.tool_calls[0].start)])
         dh = entropy_delta(mean_entropy(after), h_init, self.vocab_size)
-        record = t.tool_calls[-1]
+        record = traj.tool_calls[-1]
         record.dH = dh
         group.stats["dH"].append(dh)
         room = cfg.M - len(group.trajectories)
         if room <= 0:
             return
         p = branch_score(dh, cfg.alpha, cfg.beta)
-        rng = decision_rng(self.seed, group.group_id, t.id, len(t.tool_calls) - 1)
+        rng = decision_rng(self.seed, group.group_id, traj.id, len(traj.tool_calls) - 1)
         if not should_branch(p, cfg.rule, cfg.tau, rng):
             return
         z = min(cfg.Z, room)
@@ -252,13 +238,13 @@ class _Rollout:
         for tid, seq in zip(ids, children, strict=True):
             child = Trajectory(
                 id=tid,
-                parent=t.id,
+                parent=traj.id,
                 fork_pos=fork_pos,
-                tokens=t.tokens[:fork_pos],
-                loss_mask=t.loss_mask[:fork_pos],
-                logprobs=t.logprobs[:fork_pos],
-                entropies=t.entropies[:fork_pos],
-                tool_calls=[dataclasses.replace(c) for c in t.tool_calls],
+                tokens=traj.tokens[:fork_pos],
+                loss_mask=traj.loss_mask[:fork_pos],
+                logprobs=traj.logprobs[:fork_pos],
+                entropies=traj.entropies[:fork_pos],
+                tool_calls=[dataclasses.replace(c) for c in traj.tool_calls],
             )
             group.trajectories.append(child)
             self._track(_Live(child, live.state, seq, segment_start=fork_pos))
@@ -270,15 +256,15 @@ class _Rollout:
     def _end(self, live: _Live, reason: str) -> None:
         if live.window_start is not None:
             self._decide(live)  # before release: children fork from this sequence's KV
-        t = live.traj
-        t.finish_reason = reason
-        t.text = self.tokenizer.decode(t.tokens, skip_special_tokens=True)
+        traj = live.traj
+        traj.finish_reason = reason
+        traj.text = self.tokenizer.decode(traj.tokens, skip_special_tokens=True)
         self.engine.release(live.seq)
         del self.live[live.seq]
         state = live.state
         state.active -= 1
         missing = self.cfg.M - len(state.group.trajectories)
-        if state.active == 0 and missing > 0:  # top up once, all together (design 2.5)
+        if state.active == 0 and missing > 0:  # top up once, all together (docs/design.md)
             state.group.stats["topups"] += missing
             self._start_roots(state, missing)
 
@@ -303,7 +289,7 @@ def rollout_groups(
     support); default: `engine.vocab_size`, else the tokenizer's length. `eos_token_ids` default to
     the tokenizer's EOS.
     """
-    check_rollout_config(cfg)
+    validate(cfg, "rollout.")  # callers of the library may pass a config the loader never saw
     if group_ids is None:
         group_ids = list(range(len(prompts)))
     if len(group_ids) != len(prompts) or len(set(group_ids)) != len(group_ids):

@@ -1,4 +1,4 @@
-"""ARPO's entropy-based branching rule (design section 2, steps 1-4), as pure functions.
+"""ARPO's entropy-based branching rule (docs/design.md, "Rollout rules"), as pure functions.
 
 `H_init` and `H_t` are means of full-vocabulary per-token entropies; the change is normalised by
 the largest possible entropy, `log V`, so `dH` lies in [-1, 1] whatever the vocabulary.
@@ -12,8 +12,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from arpo.errors import ConfigError
-
-RULES = ("threshold", "sample")
 
 
 def mean_entropy(entropies: Sequence[float]) -> float:
@@ -41,9 +39,7 @@ def should_branch(p: float, rule: str, tau: float, rng: np.random.Generator) -> 
     """
     if rule == "threshold":
         return p > tau
-    if rule == "sample":
-        return bool(rng.random() < min(max(p, 0.0), 1.0))
-    raise ConfigError(f"rollout.rule={rule!r} is not valid; choose one of {', '.join(RULES)}")
+    return bool(rng.random() < min(max(p, 0.0), 1.0))  # `sample`; the config tree checks the choice
 
 
 def derived_seed(seed: int, *keys: int) -> int:

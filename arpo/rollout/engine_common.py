@@ -1,6 +1,10 @@
-"""What the rollout engines share, so both accept the same input and pause at exactly the same token."""
+"""What the rollout engines share, so both accept the same input and pause at exactly the same
+token: input checks, the fork-point rule, stop-string matching, and `SequenceBook`, the per-sequence
+bookkeeping (status, resume, the finish/pause decision) both engines inherit."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from arpo.errors import ArpoError
 
@@ -45,3 +49,83 @@ def ends_at_stop_string(tokenizer, tokens: list[int], turn_start: int, stops: li
     text = tokenizer.decode(tail, skip_special_tokens=False)
     before = len(tokenizer.decode(tail[:-1], skip_special_tokens=False))
     return any((i := text.rfind(s)) != -1 and i + len(s) > before for s in stops)
+
+
+class SequenceBook:
+    """The bookkeeping both engines share over `self.sequences` (id -> a record with `tokens`,
+    `generated`, `params`, `turn_start`, `status`, `finish_reason`, `num_generated`). An engine sets
+    `sequences`, `tokenizer` and `vocab_size`, and may extend the hooks `_set_params` (a resumed
+    sequence gets new params), `_on_pause`, `_on_resume` and `_on_finish`."""
+
+    sequences: dict[int, Any]
+    tokenizer: Any
+    vocab_size: int
+    exact_entropy: bool = True
+
+    def _check_new(self, prompt_ids: list[int], params: SamplingParams) -> None:
+        if not prompt_ids:
+            raise ArpoError("cannot add an empty prompt")
+        check_tokens(prompt_ids, self.vocab_size, "prompt")
+        check_params(params, self.tokenizer)
+
+    def resume(self, seq_id: int, token_ids: list[int], params: SamplingParams | None = None) -> None:
+        seq = self._get(seq_id)
+        if seq.status != "paused":
+            raise ArpoError(f"sequence {seq_id} is {seq.status}, only a paused sequence can be resumed")
+        check_tokens(token_ids, self.vocab_size, "appended")
+        if params is not None:
+            check_params(params, self.tokenizer)
+            self._set_params(seq, params)
+        seq.tokens += token_ids
+        seq.generated += [False] * len(token_ids)
+        seq.status, seq.finish_reason = "running", None
+        seq.turn_start = len(seq.tokens)
+        self._on_resume(seq)
+
+    def pause(self, seq_id: int) -> None:
+        """Take a running sequence out of the batch, as a stop would (its KV stays cached)."""
+        seq = self._get(seq_id)
+        if seq.status != "running":
+            raise ArpoError(f"sequence {seq_id} is {seq.status}, only a running sequence can be paused")
+        self._on_pause(seq)
+        seq.status, seq.finish_reason = "paused", "stop"
+
+    def has_runnable(self) -> bool:
+        return any(s.status == "running" for s in self.sequences.values())
+
+    def token_ids(self, seq_id: int) -> list[int]:
+        return list(self._get(seq_id).tokens)
+
+    def status(self, seq_id: int) -> tuple[str, str | None]:
+        """(status, finish_reason) of a sequence."""
+        seq = self._get(seq_id)
+        return seq.status, seq.finish_reason
+
+    def _update_status(self, seq, token: int) -> None:
+        """After `token` was sampled: EOS or the token budget finish the sequence; a stop token or
+        a stop string pauses it."""
+        p = seq.params
+        if token in p.eos_token_ids or seq.num_generated >= p.max_new_tokens:
+            seq.status, seq.finish_reason = "finished", "eos" if token in p.eos_token_ids else "length"
+            self._on_finish(seq)
+        elif token in p.stop_token_ids or ends_at_stop_string(
+            self.tokenizer, seq.tokens, seq.turn_start, p.stop
+        ):
+            seq.status, seq.finish_reason = "paused", "stop"
+
+    def _get(self, seq_id: int):
+        if seq_id not in self.sequences:
+            raise ArpoError(f"unknown sequence id {seq_id}")
+        return self.sequences[seq_id]
+
+    def _set_params(self, seq, params: SamplingParams) -> None:
+        seq.params = params
+
+    def _on_pause(self, seq) -> None:
+        """Called before a running sequence is paused by `pause`."""
+
+    def _on_resume(self, seq) -> None:
+        """Called after tokens were appended to a resumed sequence."""
+
+    def _on_finish(self, seq) -> None:
+        """Called when a sequence finishes (EOS or its token budget)."""

@@ -9,8 +9,12 @@ can append a tool result with `resume` or end it with `release`; EOS and the tok
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -38,6 +42,14 @@ class TokenEvent:
 
 
 class RolloutEngine(Protocol):
+    """Everything the ARPO rollout and the trainer use of an engine. Both engines inherit the shared
+    per-sequence bookkeeping (`resume`, `pause`, `status`, `has_runnable`, `token_ids`) from
+    `engine_common.SequenceBook`."""
+
+    vocab_size: int  # rows of the model's output layer: token ids must lie below it
+    exact_entropy: bool  # whether `TokenEvent.entropy` is the full-vocabulary entropy (else estimated)
+    stats: dict[str, int]  # running counters (steps, sampled tokens, forks, ...), never reset
+
     def add(self, prompt_ids: list[int], params: SamplingParams) -> int:
         """Queue a new sequence; returns its id."""
 
@@ -62,3 +74,19 @@ class RolloutEngine(Protocol):
 
     def token_ids(self, seq_id: int) -> list[int]:
         """Prompt + response token ids of a sequence, exactly as sampled/appended."""
+
+    def status(self, seq_id: int) -> tuple[str, str | None]:
+        """(status, finish_reason) of a sequence."""
+
+    def pause(self, seq_id: int) -> None:
+        """Take a running sequence out of the batch, as a stop would (its KV stays cached)."""
+
+    def update_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Load (name, full tensor) pairs in Hugging Face naming; consumed once, tensor by tensor.
+        No sequence may be live."""
+
+    def sleep(self) -> None:
+        """Free what memory the engine can while the trainer updates; `update_weights` wakes it."""
+
+    def close(self) -> None:
+        """Shut down now (idempotent)."""

@@ -6,5 +6,5 @@
 - `python_tool` / `sandbox`: model-written code in a confined, short-lived process tree.
 - `search_tool`: BM25 over a corpus, replay of recorded results, or a user's HTTP API.
 
-Kept import-free so that `arpo.tools.config` stays cheap to load.
+Kept import-free so that `arpo.config.tools` stays cheap to load.
 """

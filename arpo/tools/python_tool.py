@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from arpo.config.tools import PythonToolConfig
 from arpo.errors import ConfigError
 from arpo.tools.base import ToolError, ToolResult, function_schema
-from arpo.tools.config import PythonToolConfig
 from arpo.tools.sandbox import MAX_UID_BASE, run_sandboxed
 
 POSITIVE_FIELDS = (

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from arpo.config.tools import ToolsConfig
 from arpo.errors import ConfigError
 from arpo.tools.base import Tool
-from arpo.tools.config import ToolsConfig
 from arpo.tools.python_tool import PythonTool
 from arpo.tools.search_tool import SearchTool
 

@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from arpo.config.tools import PythonToolConfig
 from arpo.tools.base import ToolResult
-from arpo.tools.config import PythonToolConfig
 
 log = logging.getLogger(__name__)
 

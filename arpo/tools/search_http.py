@@ -18,9 +18,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from arpo.config.tools import SearchToolConfig
 from arpo.errors import ConfigError
 from arpo.tools.base import ToolError
-from arpo.tools.config import SearchToolConfig
 from arpo.tools.search_replay import split_pages
 
 LIST_KEYS = ("results", "organic", "items", "data", "documents")

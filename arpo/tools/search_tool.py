@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from arpo.config.tools import SearchToolConfig
 from arpo.errors import ConfigError
 from arpo.tools.base import ToolError, ToolResult, function_schema
-from arpo.tools.config import SearchToolConfig
 from arpo.tools.search_bm25 import Bm25Backend
 from arpo.tools.search_http import HttpBackend
 from arpo.tools.search_replay import ReplayBackend

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import random
 
-from arpo.data import Example
-
 
 def step_indices(step: int, prompts_per_step: int, num_examples: int, seed: int) -> list[int]:
     """Global example indices of `step` (all ranks)."""
@@ -23,9 +21,3 @@ def step_indices(step: int, prompts_per_step: int, num_examples: int, seed: int)
 def rank_slice(items: list, rank: int, world: int) -> list:
     per = len(items) // world
     return items[rank * per : (rank + 1) * per]
-
-
-def prompt_ids(tokenizer, example: Example) -> list[int]:
-    """Chat-formatted prompt ids; rendered to text then encoded once (no special tokens added twice)."""
-    text = tokenizer.apply_chat_template(example.prompt_messages, add_generation_prompt=True, tokenize=False)
-    return list(tokenizer(text, add_special_tokens=False).input_ids)

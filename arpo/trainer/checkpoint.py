@@ -3,7 +3,7 @@
     hf/                 the policy as a Hugging Face safetensors directory (transformers, vLLM);
                         also the weights a resume loads (saved in the training dtype)
     optimizer.pt        full optimizer state (gathered out of FSDP2), scheduler state
-    trainer_state.pt    step, data position, RNG states, metrics history length
+    trainer_state.pt    the TrainerState (next step, held-out numbers before training), RNG states
     config.yaml         the resolved config
 
 Everything is written to a `.tmp-` folder, which is renamed when complete; `resume=auto` takes
@@ -16,15 +16,27 @@ import os
 import random
 import re
 import shutil
+from dataclasses import asdict, dataclass
 
 import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
+from arpo.config import Config, to_yaml
 from arpo.errors import ArpoError
 from arpo.models.export import export_hf
+from arpo.trainer.components import Learner
 from arpo.trainer.distributed import Dist
 
 STEP_DIR = re.compile(r"^step-(\d{6})$")
+
+
+@dataclass
+class TrainerState:
+    """What a resumed run needs besides weights, optimizer and RNG: the number of steps done (the
+    data position follows from it) and the held-out numbers measured before training."""
+
+    step: int = 0
+    eval_before: dict | None = None
 
 
 def checkpoint_root(run_dir: str) -> str:
@@ -57,37 +69,36 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(
-    run_dir, step, model, tokenizer, optimizer, scheduler, trainer_state, config_yaml, d: Dist, keep_last: int
-) -> str | None:
-    """Collective under FSDP2 (every rank calls it); rank 0 writes. Returns the folder on rank 0."""
+def save_checkpoint(cfg: Config, learner: Learner, state: TrainerState, dist: Dist) -> str | None:
+    """Collective under FSDP2 (every rank calls it); rank 0 writes `step-<state.step>`. Returns the
+    folder on rank 0."""
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    model_sd, optim_sd = get_state_dict(model, optimizer, options=opts)
-    if not d.is_main:
+    model_sd, optim_sd = get_state_dict(learner.model, learner.optimizer, options=opts)
+    if not dist.is_main:
         return None
-    root = checkpoint_root(run_dir)
+    root = checkpoint_root(cfg.run_dir)
     os.makedirs(root, exist_ok=True)
-    final = os.path.join(root, f"step-{step:06d}")
-    tmp = os.path.join(root, f".tmp-step-{step:06d}")
+    final = os.path.join(root, f"step-{state.step:06d}")
+    tmp = os.path.join(root, f".tmp-step-{state.step:06d}")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    export_hf(model, tokenizer, os.path.join(tmp, "hf"), state_dict=model_sd)
-    torch.save(
-        {"optimizer": optim_sd, "scheduler": scheduler.state_dict()}, os.path.join(tmp, "optimizer.pt")
-    )
+    export_hf(learner.model, learner.tokenizer, os.path.join(tmp, "hf"), state_dict=model_sd)
+    optimizer_state = {"optimizer": optim_sd, "scheduler": learner.scheduler.state_dict()}
+    torch.save(optimizer_state, os.path.join(tmp, "optimizer.pt"))
     with open(os.path.join(tmp, "config.yaml"), "w") as f:
-        f.write(config_yaml)
-    torch.save({**trainer_state, "step": step, "rng": rng_state()}, os.path.join(tmp, "trainer_state.pt"))
+        f.write(to_yaml(cfg))
+    torch.save({**asdict(state), "rng": rng_state()}, os.path.join(tmp, "trainer_state.pt"))
     if os.path.exists(final):
         shutil.rmtree(final)
     os.replace(tmp, final)
-    for _, old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
+    keep_last = cfg.trainer.keep_last
+    for _, old in list_checkpoints(cfg.run_dir)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def load_checkpoint(path, model, optimizer, scheduler) -> dict:
-    """Restore weights, optimizer, scheduler and RNG; returns the trainer state (step, data position)."""
+def load_checkpoint(path: str, learner: Learner) -> TrainerState:
+    """Restore weights, optimizer, scheduler and RNG; returns the trainer state."""
     from safetensors.torch import load_file
 
     try:
@@ -98,13 +109,14 @@ def load_checkpoint(path, model, optimizer, scheduler) -> dict:
         raise ArpoError(
             f"checkpoint {path} is unreadable: {str(e).splitlines()[0] if str(e) else e!r}"
         ) from None
+    model = learner.model
     if getattr(model.config, "tie_word_embeddings", False) and "lm_head.weight" not in weights:
         weights["lm_head.weight"] = weights["model.embed_tokens.weight"]
     # Every rank reads the files (a shared filesystem across nodes) and keeps its own shard.
     opts = StateDictOptions(full_state_dict=True)
     set_state_dict(
-        model, optimizer, model_state_dict=weights, optim_state_dict=extra["optimizer"], options=opts
+        model, learner.optimizer, model_state_dict=weights, optim_state_dict=extra["optimizer"], options=opts
     )
-    scheduler.load_state_dict(extra["scheduler"])
+    learner.scheduler.load_state_dict(extra["scheduler"])
     set_rng_state(state["rng"])
-    return state
+    return TrainerState(step=state["step"], eval_before=state.get("eval_before"))

@@ -11,11 +11,13 @@ import os
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
+import torch.distributed as torch_dist
 
 
 @dataclass
 class Dist:
+    """This process's place in the launch: its rank, the world size and its device."""
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -39,41 +41,47 @@ def init_distributed() -> Dist:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if world > 1 and not torch_dist.is_initialized():
+        torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Dist(rank, world, local_rank, device)
 
 
-def shutdown(d: Dist) -> None:
-    if d.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(dist: Dist) -> None:
+    if dist.enabled and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
 
 
-def all_reduce(values: list[float], d: Dist, op: str = "sum") -> list[float]:
+def all_reduce(values: list[float], dist: Dist, op: str = "sum") -> list[float]:
     """Reduce a list of floats across ranks in one collective."""
-    if not d.enabled:
+    if not dist.enabled:
         return list(values)
-    t = torch.tensor(values, dtype=torch.float64, device=d.device if d.device.type == "cuda" else "cpu")
-    dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}[op])
-    return t.tolist()
+    device = dist.device if dist.device.type == "cuda" else "cpu"
+    buffer = torch.tensor(values, dtype=torch.float64, device=device)
+    torch_dist.all_reduce(
+        buffer,
+        op={"sum": torch_dist.ReduceOp.SUM, "max": torch_dist.ReduceOp.MAX, "min": torch_dist.ReduceOp.MIN}[
+            op
+        ],
+    )
+    return buffer.tolist()
 
 
-def reduce_metrics(metrics: dict[str, float], d: Dist) -> dict[str, float]:
+def reduce_metrics(metrics: dict[str, float], dist: Dist) -> dict[str, float]:
     """Mean over ranks for every metric, except `*/max` (max) and `*/min` (min). All ranks must pass
     the same keys; a rank missing a key reports NaN for it and the result ignores it."""
-    if not d.enabled:
+    if not dist.enabled:
         return dict(metrics)
     keys = sorted(metrics)
     # Every rank must agree on the keys: gather their union first.
-    names: list[list[str]] = [None] * d.world  # type: ignore[list-item]
-    dist.all_gather_object(names, keys)
+    names: list[list[str]] = [None] * dist.world  # type: ignore[list-item]
+    torch_dist.all_gather_object(names, keys)
     keys = sorted(set().union(*names))
     nan = float("nan")
     vals = [float(metrics.get(k, nan)) for k in keys]
     present = [0.0 if v != v else 1.0 for v in vals]
-    sums = all_reduce([0.0 if v != v else v for v in vals] + present, d, "sum")
-    maxs = all_reduce([-float("inf") if v != v else v for v in vals], d, "max")
-    mins = all_reduce([float("inf") if v != v else v for v in vals], d, "min")
+    sums = all_reduce([0.0 if v != v else v for v in vals] + present, dist, "sum")
+    maxs = all_reduce([-float("inf") if v != v else v for v in vals], dist, "max")
+    mins = all_reduce([float("inf") if v != v else v for v in vals], dist, "min")
     n = len(keys)
     out = {}
     for i, k in enumerate(keys):
@@ -84,16 +92,16 @@ def reduce_metrics(metrics: dict[str, float], d: Dist) -> dict[str, float]:
     return out
 
 
-def shard_model(model: torch.nn.Module, d: Dist, mixed_precision: bool) -> torch.nn.Module:
+def shard_model(model: torch.nn.Module, dist: Dist, mixed_precision: bool) -> torch.nn.Module:
     """FSDP2: shard each decoder layer, then the root (embeddings, norm, LM head)."""
-    if not d.enabled:
+    if not dist.enabled:
         return model
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    mesh = init_device_mesh(d.device.type, (d.world,))
+    mesh = init_device_mesh(dist.device.type, (dist.world,))
     mp = None
-    if mixed_precision and d.device.type == "cuda":
+    if mixed_precision and dist.device.type == "cuda":
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     kwargs = {"mesh": mesh} | ({"mp_policy": mp} if mp is not None else {})
     for layer in model.model.layers:

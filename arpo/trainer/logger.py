@@ -1,5 +1,5 @@
 """Metrics to `metrics.jsonl` and wandb (offline unless enabled), rollout samples to JSONL, and a
-console progress line with reward and time left. Only rank 0 writes."""
+progress line with reward and time left on the output channel (arpo.output). Only rank 0 writes."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import math
 import os
 import time
 
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(stderr=True)
+from arpo.output import console
 
 
 class MetricsLogger:
@@ -87,10 +86,6 @@ class MetricsLogger:
         with open(self.samples_path, "a") as f:
             for r in rows:
                 f.write(json.dumps({"step": step, **r}) + "\n")
-
-    def print(self, text: str) -> None:
-        if self.enabled:
-            console.print(text)
 
     def close(self) -> None:
         if self.progress is not None:

@@ -1,8 +1,6 @@
-"""AdamW with linear warm-up then constant (or cosine) learning rate."""
+"""AdamW with a linear warm-up, then a constant learning rate."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -12,8 +10,6 @@ def build_optimizer(
     lr: float,
     weight_decay: float,
     warmup_steps: int,
-    total_steps: int,
-    schedule: str = "constant",
 ):
     params = [p for p in model.parameters() if p.requires_grad]
     # foreach=False: DTensor parameters of FSDP2 and plain tensors take the same path.
@@ -22,9 +18,6 @@ def build_optimizer(
     def factor(step: int) -> float:
         if warmup_steps > 0 and step < warmup_steps:
             return (step + 1) / warmup_steps
-        if schedule == "cosine":
-            progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         return 1.0
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

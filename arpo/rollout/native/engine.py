@@ -1,6 +1,6 @@
 """The native paged sampler: continuous batching over a paged KV cache with copy-on-write forks.
 
-Implements `RolloutEngine` (see interface.py). Each `step()` serves the runnable sequences in
+Implements `RolloutEngine` (see arpo/rollout/interface.py). Each `step()` serves the runnable sequences in
 arrival order: a sequence with uncomputed tokens (new prompt, tool result after `resume`) gets a
 prefill chunk, the others one decode token, all in one forward pass; then every sequence whose
 tokens are all computed samples one token. When the cache runs out of blocks the latest
@@ -19,18 +19,17 @@ import dataclasses
 
 import torch
 
-from arpo.errors import ArpoError
+from arpo.config.rollout import SamplerConfig
+from arpo.rollout.engine_common import SequenceBook, fork_point
+from arpo.rollout.interface import SamplingParams, TokenEvent
 
 from .block_manager import BlockManager, OutOfBlocksError
-from .config import SamplerConfig
-from .engine_common import check_params, check_tokens, ends_at_stop_string, fork_point
-from .interface import SamplingParams, TokenEvent
 from .model_runner import Chunk, ModelRunner
 from .sampling import sample_next
 from .sequence import Sequence
 
 
-class Engine:
+class NativeEngine(SequenceBook):
     def __init__(self, model, tokenizer=None, cfg: SamplerConfig | None = None):
         self.cfg = cfg = cfg or SamplerConfig()
         num_blocks = cfg.num_blocks or -(-cfg.kv_cache_tokens // cfg.block_size)
@@ -59,10 +58,7 @@ class Engine:
 
     # ---- RolloutEngine API -------------------------------------------------------------------
     def add(self, prompt_ids: list[int], params: SamplingParams) -> int:
-        check_tokens(prompt_ids, self.vocab_size, "prompt")
-        if not prompt_ids:
-            raise ArpoError("cannot add an empty prompt")
-        check_params(params, self.tokenizer)
+        self._check_new(prompt_ids, params)
         seq_id = self.blocks.add_sequence()
         self.sequences[seq_id] = Sequence(
             seq_id,
@@ -80,29 +76,6 @@ class Engine:
         events = self._sample(ready, logits) if ready else []
         self.stats["steps"] += 1
         return events
-
-    def resume(self, seq_id: int, token_ids: list[int], params: SamplingParams | None = None) -> None:
-        seq = self._get(seq_id)
-        if seq.status != "paused":
-            raise ArpoError(f"sequence {seq_id} is {seq.status}, only a paused sequence can be resumed")
-        check_tokens(token_ids, self.vocab_size, "appended")
-        if params is not None:
-            check_params(params, self.tokenizer)
-            if params.seed is not None and params.seed != seq.params.seed:
-                seq.generator = self._new_generator(params.seed)
-            seq.params = params
-        seq.tokens += token_ids
-        seq.generated += [False] * len(token_ids)
-        seq.status, seq.finish_reason = "running", None
-        seq.turn_start = len(seq.tokens)
-        seq.in_prefill = True
-
-    def pause(self, seq_id: int) -> None:
-        """Take a running sequence out of the batch, as a stop would (its K/V stays cached)."""
-        seq = self._get(seq_id)
-        if seq.status != "running":
-            raise ArpoError(f"sequence {seq_id} is {seq.status}, only a running sequence can be paused")
-        seq.status, seq.finish_reason = "paused", "stop"
 
     def fork(
         self, seq_id: int, n: int, num_tokens: int | None = None, seeds: list[int | None] | None = None
@@ -141,12 +114,6 @@ class Engine:
         self.blocks.remove(seq_id)
         del self.sequences[seq_id]
 
-    def has_runnable(self) -> bool:
-        return any(s.status == "running" for s in self.sequences.values())
-
-    def token_ids(self, seq_id: int) -> list[int]:
-        return list(self._get(seq_id).tokens)
-
     def sleep(self) -> None:
         """Kept as it is: the native sampler's cache is sized by `sampler.kv_cache_tokens`, and its
         weights are the policy's own (or a copy under FSDP2)."""
@@ -164,11 +131,6 @@ class Engine:
                     params[name].copy_(tensor)
 
     # ---- read-only helpers ----------------------------------------------------------------------
-    def status(self, seq_id: int) -> tuple[str, str | None]:
-        """(status, finish_reason) of a sequence."""
-        seq = self._get(seq_id)
-        return seq.status, seq.finish_reason
-
     @property
     def kv_cache_bytes_used(self) -> int:
         return self.blocks.num_used_blocks * self.runner.kv_cache_bytes_per_block
@@ -292,23 +254,20 @@ class Engine:
         self.stats["sampled_tokens"] += len(ready)
         return events
 
-    def _update_status(self, seq: Sequence, tok: int) -> None:
-        p = seq.params
-        if tok in p.eos_token_ids or seq.num_generated >= p.max_new_tokens:
-            seq.status, seq.finish_reason = "finished", "eos" if tok in p.eos_token_ids else "length"
-            self.blocks.free(seq.seq_id)
-            seq.drop_cache()
-        elif tok in p.stop_token_ids or ends_at_stop_string(
-            self.tokenizer, seq.tokens, seq.turn_start, p.stop
-        ):
-            seq.status, seq.finish_reason = "paused", "stop"
+    # ---- SequenceBook hooks -------------------------------------------------------------------
+    def _set_params(self, seq: Sequence, params: SamplingParams) -> None:
+        if params.seed is not None and params.seed != seq.params.seed:
+            seq.generator = self._new_generator(params.seed)
+        seq.params = params
+
+    def _on_resume(self, seq: Sequence) -> None:
+        seq.in_prefill = True  # the appended tokens are prefilled on the next step
+
+    def _on_finish(self, seq: Sequence) -> None:
+        self.blocks.free(seq.seq_id)
+        seq.drop_cache()
 
     # ---- helpers ------------------------------------------------------------------------------
-    def _get(self, seq_id: int) -> Sequence:
-        if seq_id not in self.sequences:
-            raise ArpoError(f"unknown sequence id {seq_id}")
-        return self.sequences[seq_id]
-
     def _next_arrival(self) -> int:
         self._arrivals += 1
         return self._arrivals

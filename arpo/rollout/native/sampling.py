@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .interface import SamplingParams
+from arpo.rollout.interface import SamplingParams
 
 
 def filter_logits(z: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

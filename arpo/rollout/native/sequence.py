@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .interface import SamplingParams
+from arpo.rollout.interface import SamplingParams
 
 
 @dataclass

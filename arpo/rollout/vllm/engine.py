@@ -1,4 +1,4 @@
-"""The vLLM backend of `RolloutEngine` (see interface.py): an in-process vLLM engine per rank.
+"""The vLLM backend of `RolloutEngine` (see arpo/rollout/interface.py): an in-process vLLM engine per rank.
 
 vLLM serves requests, not sequences, so a sequence here is a series of requests. Each turn submits
 the sequence's whole token list as a `TokensPrompt` and streams the new tokens one step at a time
@@ -24,11 +24,10 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 
+from arpo.config.rollout import VllmConfig
 from arpo.errors import ArpoError, ConfigError
-
-from .config import VllmConfig
-from .engine_common import check_params, check_tokens, ends_at_stop_string, fork_point
-from .interface import SamplingParams, TokenEvent
+from arpo.rollout.engine_common import SequenceBook, fork_point
+from arpo.rollout.interface import SamplingParams, TokenEvent
 
 _ENGINE_IDS = itertools.count()
 
@@ -102,7 +101,7 @@ def require_vllm() -> None:
         )
 
 
-class VllmEngine:
+class VllmEngine(SequenceBook):
     def __init__(
         self,
         model_path: str,
@@ -126,6 +125,34 @@ class VllmEngine:
         self.exact_entropy = cfg.entropy == "exact"
         self.cpu = current_platform.is_cpu()
         self.can_sleep = cfg.sleep and current_platform.is_sleep_mode_available()
+        args = self._engine_args(model_path, dtype, max_model_len, seed, world_size)
+        with _hidden_unscannable_modules():
+            self.llm = LLM(**args)
+        self.engine = self.llm.llm_engine
+        self.vocab_size = self.engine.model_config.get_vocab_size()
+        self._prefix = f"arpo{os.getpid()}-{next(_ENGINE_IDS)}"
+        self.sequences: dict[int, _Seq] = {}
+        self._requests: dict[str, int] = {}  # live request -> sequence id
+        self._ids = itertools.count()
+        self._request_ids = itertools.count()
+        self.stats = dict.fromkeys(
+            (
+                "steps",
+                "requests",
+                "prompt_tokens",
+                "cached_prompt_tokens",
+                "sampled_tokens",
+                "forks",
+                "aborts",
+            ),
+            0,
+        )
+
+    def _engine_args(
+        self, model_path: str, dtype: str, max_model_len: int, seed: int, world_size: int
+    ) -> dict:
+        """vLLM's `LLM(...)` arguments for this engine's config and launch."""
+        cfg = self.cfg
         args = dict(
             model=model_path,
             dtype=dtype,
@@ -158,39 +185,16 @@ class VllmEngine:
                 data_parallel_size=world_size // cfg.tensor_parallel_size,
             )
         if self.exact_entropy:
-            from .vllm_entropy import EntropyRecorder
+            from .entropy import EntropyRecorder
 
             args |= dict(logits_processors=[EntropyRecorder], logprobs_mode="raw_logits")
         else:
             args |= dict(logprobs_mode="processed_logprobs", max_logprobs=cfg.topk_logprobs)
-        with _hidden_unscannable_modules():
-            self.llm = LLM(**args)
-        self.engine = self.llm.llm_engine
-        self.vocab_size = self.engine.model_config.get_vocab_size()
-        self._prefix = f"arpo{os.getpid()}-{next(_ENGINE_IDS)}"
-        self.sequences: dict[int, _Seq] = {}
-        self._requests: dict[str, int] = {}  # live request -> sequence id
-        self._ids = itertools.count()
-        self._request_ids = itertools.count()
-        self.stats = dict.fromkeys(
-            (
-                "steps",
-                "requests",
-                "prompt_tokens",
-                "cached_prompt_tokens",
-                "sampled_tokens",
-                "forks",
-                "aborts",
-            ),
-            0,
-        )
+        return args
 
     # ---- RolloutEngine API -------------------------------------------------------------------
     def add(self, prompt_ids: list[int], params: SamplingParams) -> int:
-        if not prompt_ids:
-            raise ArpoError("cannot add an empty prompt")
-        check_tokens(prompt_ids, self.vocab_size, "prompt")
-        check_params(params, self.tokenizer)
+        self._check_new(prompt_ids, params)
         return self._new(_Seq(list(prompt_ids), [False] * len(prompt_ids), params, len(prompt_ids)))
 
     def step(self) -> list[TokenEvent]:
@@ -228,27 +232,6 @@ class VllmEngine:
         self.stats["steps"] += 1
         return events
 
-    def resume(self, seq_id: int, token_ids: list[int], params: SamplingParams | None = None) -> None:
-        seq = self._get(seq_id)
-        if seq.status != "paused":
-            raise ArpoError(f"sequence {seq_id} is {seq.status}, only a paused sequence can be resumed")
-        check_tokens(token_ids, self.vocab_size, "appended")
-        if params is not None:
-            check_params(params, self.tokenizer)
-            seq.params = params
-        seq.tokens += token_ids
-        seq.generated += [False] * len(token_ids)
-        seq.status, seq.finish_reason = "running", None
-        seq.turn_start = len(seq.tokens)
-
-    def pause(self, seq_id: int) -> None:
-        """Take a running sequence out of the batch, as a stop would (its KV stays in the prefix cache)."""
-        seq = self._get(seq_id)
-        if seq.status != "running":
-            raise ArpoError(f"sequence {seq_id} is {seq.status}, only a running sequence can be paused")
-        self._end_request(seq, abort=True)
-        seq.status, seq.finish_reason = "paused", "stop"
-
     def fork(
         self, seq_id: int, n: int, num_tokens: int | None = None, seeds: list[int | None] | None = None
     ) -> list[int]:
@@ -267,16 +250,6 @@ class VllmEngine:
         seq = self._get(seq_id)
         self._end_request(seq, abort=True)
         del self.sequences[seq_id]
-
-    def has_runnable(self) -> bool:
-        return any(s.status == "running" for s in self.sequences.values())
-
-    def token_ids(self, seq_id: int) -> list[int]:
-        return list(self._get(seq_id).tokens)
-
-    def status(self, seq_id: int) -> tuple[str, str | None]:
-        seq = self._get(seq_id)
-        return seq.status, seq.finish_reason
 
     # ---- weights -----------------------------------------------------------------------------
     def sleep(self) -> None:
@@ -309,6 +282,9 @@ class VllmEngine:
         self.engine.engine_core.shutdown()
 
     # ---- internals ---------------------------------------------------------------------------
+    def _on_pause(self, seq: _Seq) -> None:
+        self._end_request(seq, abort=True)  # its full KV blocks stay in the prefix cache
+
     def _new(self, seq: _Seq) -> int:
         seq_id = next(self._ids)
         self.sequences[seq_id] = seq
@@ -343,7 +319,7 @@ class VllmEngine:
     def _score(self, seq: _Seq, logprobs: dict, token: int) -> tuple[float, float]:
         """(log-prob, entropy) of a sampled token under the sampling distribution's temperature."""
         if self.exact_entropy:
-            from .vllm_entropy import RECORDS
+            from .entropy import RECORDS
 
             entropy, lse = RECORDS[seq.request].pop(seq.request_tokens)
             temperature = seq.params.temperature if seq.params.temperature > 0 else 1.0
@@ -357,15 +333,6 @@ class VllmEngine:
             entropy -= rest * math.log(rest / others)
         return logprobs[token].logprob, entropy
 
-    def _update_status(self, seq: _Seq, token: int) -> None:
-        p = seq.params
-        if token in p.eos_token_ids or seq.num_generated >= p.max_new_tokens:
-            seq.status, seq.finish_reason = "finished", "eos" if token in p.eos_token_ids else "length"
-        elif token in p.stop_token_ids or ends_at_stop_string(
-            self.tokenizer, seq.tokens, seq.turn_start, p.stop
-        ):
-            seq.status, seq.finish_reason = "paused", "stop"
-
     def _end_request(self, seq: _Seq, abort: bool) -> None:
         """Forget the sequence's live request; its full KV blocks stay in vLLM's prefix cache."""
         if seq.request is None:
@@ -374,13 +341,8 @@ class VllmEngine:
             self.engine.abort_request([seq.request])
             self.stats["aborts"] += 1
         if self.exact_entropy:
-            from .vllm_entropy import RECORDS
+            from .entropy import RECORDS
 
             RECORDS.pop(seq.request, None)
         del self._requests[seq.request]
         seq.request = None
-
-    def _get(self, seq_id: int) -> _Seq:
-        if seq_id not in self.sequences:
-            raise ArpoError(f"unknown sequence id {seq_id}")
-        return self.sequences[seq_id]
