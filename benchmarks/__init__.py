@@ -1,4 +1,5 @@
-"""Benchmarks: each prints a table and appends its figures to benchmarks/RESULTS.md.
+"""Benchmarks: each prints a table and appends a dated section to the log in benchmarks/RESULTS.md
+(through benchmarks/common.py, which also describes the machine).
 
-Run one with `python -m benchmarks.<name>`.
+Run one from the repository root with `python -m benchmarks.NAME`.
 """

@@ -12,15 +12,15 @@ and appends both to benchmarks/RESULTS.md, whichever way the numbers come out.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+from benchmarks.common import append_result, machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = {"ARPO": ["rollout.M=8", "rollout.N=4"], "GRPO": ["rollout.M=8", "rollout.N=8"]}
@@ -156,14 +156,13 @@ def main() -> None:
         runs = list(pool.map(lambda job: train(*job, args.steps, args.out, threads), jobs))
     gsm = gsm8k(args.gsm8k, args.out) if args.gsm8k else {}
 
-    now = datetime.datetime.now(datetime.timezone.utc)
     seeds = " ".join(map(str, args.seeds))
+    command = (
+        f"python -m benchmarks.arpo_vs_grpo --seeds {seeds} --steps {args.steps} --gsm8k {args.gsm8k} "
+        f"--parallel {args.parallel}"
+    )
     lines = [
-        f"## ARPO vs GRPO on the embedded default, {now:%Y-%m-%d %H:%M} UTC",
-        "",
-        f"Machine: `{platform.platform()}`, {os.cpu_count()} cores, CPU only. Command: "
-        f"`python -m benchmarks.arpo_vs_grpo --seeds {seeds} --steps {args.steps} --gsm8k {args.gsm8k} "
-        f"--parallel {args.parallel}` (wall times per run, {args.parallel} run(s) sharing the cores).",
+        f"Wall times per run, {args.parallel} run(s) sharing the cores. "
         f"SmolLM2-135M-Instruct, `arith` task, {args.steps} steps of 2 prompts x 8 trajectories, lr 1e-5; "
         "held-out: 64 problems x 2 samples at T=1, same seeds before and after. Mean ± sd over seeds.",
         "",
@@ -206,10 +205,7 @@ def main() -> None:
                 f"{m['invalid_call_rate']:.3f} | {m['response_tokens']:.1f} | {m['wall_time_s']:.0f} |"
             )
         lines.append("")
-    text = "\n".join(lines)
-    print(text)
-    with open(os.path.join(ROOT, "benchmarks", "RESULTS.md"), "a") as f:
-        f.write("\n" + text + "\n")
+    print(append_result("ARPO vs GRPO on the embedded default", command, "\n".join(lines), machine()))
 
 
 if __name__ == "__main__":

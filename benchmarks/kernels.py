@@ -24,14 +24,11 @@ fused linear cross entropy (log-prob only, so their backward receives g_logp onl
 
 import argparse
 import json
-import os
-import platform
 import re
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -41,7 +38,8 @@ from arpo.kernels import (
     reference_logprob_entropy_from_logits,
 )
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+from benchmarks.common import append_result, machine
+
 CPU_SHAPES = [(1024, 576, 49152), (4096, 576, 49152)]
 CPU_QUICK = [(512, 128, 8192)]
 GPU_QUICK = [(8192, 4096, 152064)]
@@ -330,16 +328,7 @@ class Report:
 
     def append_to_results(self) -> None:
         d = self.data
-        lines = [
-            "",
-            f"## Fused log-prob + entropy kernels ({d['device']}), "
-            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-            "",
-            f"Machine: {d['machine']}.",
-            f"Command: `{d['command']}`.",
-            "",
-            *table_rows(d["records"]),
-        ]
+        lines = list(table_rows(d["records"]))
         if d["decode"]:
             lines += [
                 "",
@@ -352,23 +341,8 @@ class Report:
                 f"| {r['batch']}x{r['vocab']} | {r['method']} | {r['min_ms']:.3f} | {r['median_ms']:.3f} |"
                 for r in d["decode"]
             ]
-        with RESULTS.open("a") as f:
-            f.write("\n".join(lines) + "\n")
-
-
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    return (
-        f"`{' '.join(platform.uname())}`; CPU {cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}"
-    )
+        title = f"Fused log-prob + entropy kernels ({d['device']})"
+        append_result(title, d["command"], "\n".join(lines), d["machine"])
 
 
 def main(argv=None):

@@ -24,11 +24,8 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import datetime
 import importlib.util
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +36,7 @@ import torch
 from arpo.config.rollout import SamplerConfig
 from arpo.rollout.interface import SamplingParams
 from arpo.rollout.native.engine import NativeEngine
+from benchmarks.common import append_result, machine
 
 QUESTIONS = [
     "What is 37 times 59? Use the Python tool to compute it, then give the answer.",
@@ -217,17 +215,6 @@ def run_transformers(model, tok, args, batched: bool) -> dict:
     }
 
 
-def machine() -> str:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    )  # fmt: skip
-    uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
-    threads = f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-    return f"`{uname}`; CPU {cpu}, {threads}; torch {torch.__version__}; no GPU"
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=2)
@@ -291,14 +278,11 @@ def main(argv=None):
     table = "\n".join(lines)
     print(table)
     command = "python -m benchmarks.rollout " + " ".join(argv if argv is not None else sys.argv[1:])
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = (
-        f"\n## Rollout: {', '.join(rows)} (SmolLM2-135M, cpu), {when}\n\n"
-        f"Machine: {machine()}.\nCommand: `{command.strip()}`.\n"
+    body = (
         f"Workload: {args.prompts} prompts x {args.roots} roots x {args.branches} branches (forked after the "
         f"first tool result), {args.turns} tool turns of {args.tool_tokens} tokens, {args.turn_tokens} "
         "generated tokens per segment, temperature 1, fp32.\n\n"
-        f"{table}\n\n{vllm_note} Speedup is against the {baseline}. GPU figures are pending (no GPU here).\n"
+        f"{table}\n\n{vllm_note} Speedup is against the {baseline}.\n"
         "Generated tok/s counts sampled tokens only (both methods sample the same tree of segments). The "
         "transformers loop (the baseline) runs one trajectory at a time and re-prefills its whole "
         "context every turn; the batched variant does the same for all of a turn's contexts in one "
@@ -306,10 +290,10 @@ def main(argv=None):
         "but the new tool result). Peak KV: native = blocks in use at the peak (the preallocated cache was "
         f"{rows['native paged sampler']['allocated_kv_mib']:.0f} MiB); transformers = the largest "
         "`generate` call's cache (batch x padded length); vLLM = not measured (nan). 'prefix tokens from "
-        "cache' is vLLM's num_cached_tokens summed over requests (full KV blocks only).\n"
+        "cache' is vLLM's num_cached_tokens summed over requests (full KV blocks only)."
     )
-    with open(args.results, "a") as f:
-        f.write(section)
+    title = f"Rollout: {', '.join(rows)} (SmolLM2-135M, cpu)"
+    append_result(title, command.strip(), body, machine(torch.get_num_threads()), Path(args.results))
 
 
 if __name__ == "__main__":

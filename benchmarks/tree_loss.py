@@ -1,6 +1,6 @@
 """Tree-packed policy step vs flat (linearised) step: tokens forwarded, time, peak memory.
 
-    .venv/bin/python benchmarks/tree_loss.py [--model random|smollm2] [--groups 2] [--repeats 2]
+    python -m benchmarks.tree_loss [--model random|smollm2] [--groups 2] [--repeats 2]
 
 One step = `policy_loss_backward` (advantages, packing, forward, loss, backward; no optimizer) on
 synthetic ARPO trees (M = 8) at four shared fractions. Each preset runs in its own worker process:
@@ -13,10 +13,8 @@ Target: tree time <= 1.1 x (unique / linearised tokens) x flat time.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import random
 import re
 import statistics
@@ -24,8 +22,9 @@ import subprocess
 import sys
 import time
 
+from benchmarks.common import append_result, machine
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benchmarks", "RESULTS.md")
 
 IMPLS = ("flat", "tree")
 MODELS = {
@@ -131,18 +130,12 @@ def worker(args) -> None:
 
 
 def _run_worker(args, preset: int) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--preset", str(preset)]
+    cmd = [sys.executable, "-m", "benchmarks.tree_loss", "--worker", "--preset", str(preset)]
     cmd += ["--model", args.model, "--groups", str(args.groups), "--repeats", str(args.repeats)]
     cmd += ["--threads", str(args.threads), "--micro-batch-tokens", str(args.micro_batch_tokens)]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
-
-
-def _machine() -> str:
-    models = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
-    cpu = models[0] if models else "?"
-    return f"`{' '.join(platform.uname())}`; CPU {cpu}, {os.cpu_count()} cores (shared with other jobs)"
 
 
 def main() -> None:
@@ -184,25 +177,18 @@ def main() -> None:
         ]
         lines.append("| " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    command = "python benchmarks/tree_loss.py " + " ".join(sys.argv[1:])
-    section = [
-        f"\n## Tree-packed vs flat policy step ({MODELS[args.model]}, CPU fp32)\n",
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- Machine: {_machine()}; torch threads {args.threads}",
-        f"- Command: `{command}`",
-        f"- {args.groups} groups of M = 8 synthetic trajectories each, depth <= 3, micro_batch_tokens "
+    command = "python -m benchmarks.tree_loss " + " ".join(sys.argv[1:])
+    notes = (
+        f"{args.groups} groups of M = 8 synthetic trajectories each, depth <= 3, micro_batch_tokens "
         f"{args.micro_batch_tokens}; median wall (and process CPU) seconds of {args.repeats} steps each, "
         "alternating flat/tree in one process after warm-ups; one step = "
         "`policy_loss_backward` (packing + forward + loss + backward, no optimizer). Flat = linearised "
         "trajectories, length-sorted and padded, full logits; tree = packed trees, one per batch row, dense "
         "ancestor mask (sdpa), fused loss from hidden states. Peak MB = resident-memory high-water mark "
-        "above the level before one step.",
-        "- GPU figures: pending (no GPU on this machine).\n",
-        *lines,
-    ]
-    with open(RESULTS, "a") as f:
-        f.write("\n".join(section) + "\n")
-    print("\n".join(section))
+        "above the level before one step."
+    )
+    title = f"Tree-packed vs flat policy step ({MODELS[args.model]}, CPU fp32)"
+    print(append_result(title, command.strip(), notes + "\n\n" + "\n".join(lines), machine(args.threads)))
 
 
 if __name__ == "__main__":
