@@ -271,3 +271,93 @@ def test_reward_config_choices():
     assert load_config(None, ["reward.qa_metric=em"]).reward.qa_metric == "em"
     with pytest.raises(ConfigError, match="reward.qa_metric"):
         load_config(None, ["reward.qa_metric=bleu"])
+
+
+# --- reward plug-ins: verl and TRL functions as they are ---------------------------------------
+
+VERL_AND_TRL = """
+def compute_score(data_source, solution_str, ground_truth, extra_info=None):
+    # verl's convention, unchanged: the answer is the text after "####"
+    answer = solution_str.split("####")[-1].strip()
+    return 1.0 if (data_source == "openai/gsm8k" and answer == ground_truth) else 0.0
+
+def accuracy_reward(completions, solution, **kwargs):
+    # TRL's conversational convention, unchanged
+    return [float(c[0]["content"].strip().endswith(s)) for c, s in zip(completions, solution)]
+
+def with_prompts(prompts, completions, ground_truth, **kwargs):
+    return [float(p[-1]["content"] == "q?" and c[0]["content"] == g)
+            for p, c, g in zip(prompts, completions, ground_truth)]
+
+def two_args(a, b):
+    return 1.0
+
+def raises(text, ground_truth, extra):
+    raise ValueError("cannot parse " + text)
+
+def trl_none(prompts, completions, **kwargs):
+    return [None]
+
+def trl_two(prompts, completions, **kwargs):
+    return [1.0, 0.0]
+"""
+
+
+@pytest.fixture
+def plugins_file(tmp_path):
+    f = tmp_path / "plugins.py"
+    f.write_text(VERL_AND_TRL)
+    return f
+
+
+def test_verl_compute_score_unchanged(plugins_file):
+    fn = load_reward(RewardConfig(name=f"{plugins_file}:compute_score"))
+    extra = {"data_source": "openai/gsm8k", "index": 3}
+    assert fn("so #### 42", "42", extra) == {"score": 1.0}
+    assert fn("so #### 41", "42", extra) == {"score": 0.0}
+
+
+def test_trl_reward_unchanged(plugins_file):
+    fn = load_reward(RewardConfig(name=f"{plugins_file}:accuracy_reward"))
+    assert fn("the answer is 42", "42", {})["score"] == 1.0
+    assert fn("the answer is 41", "42", {})["score"] == 0.0
+    prompted = load_reward(RewardConfig(name=f"{plugins_file}:with_prompts"))
+    extra = {"prompt": [{"role": "user", "content": "q?"}]}
+    assert prompted("7", "7", extra)["score"] == 1.0
+
+
+def test_reward_style_named_or_refused(plugins_file):
+    with pytest.raises(RewardError, match="does not fit the arpo convention.*verl: compute_score") as e:
+        load_reward(RewardConfig(name=f"{plugins_file}:two_args"))
+    assert "\n" not in str(e.value)
+    with pytest.raises(RewardError, match="does not fit the trl convention"):
+        load_reward(RewardConfig(name=f"{plugins_file}:compute_score", style="trl"))
+    fn = load_reward(RewardConfig(name=f"{plugins_file}:compute_score", style="verl"))
+    assert fn("#### 1", "1", {"data_source": "openai/gsm8k"})["score"] == 1.0
+
+
+def test_reward_that_raises_is_a_counted_error(plugins_file, caplog):
+    fn = load_reward(RewardConfig(name=f"{plugins_file}:raises"))
+    out = fn("x", "1", {})
+    assert out["score"] == 0.0 and out["reward_error"] == "ValueError: cannot parse x"
+    assert "reward_error" in load_reward(RewardConfig(name=f"{plugins_file}:trl_none"))("x", "1", {})
+    assert any("raised" in r.getMessage() for r in caplog.records)
+    # a result of the wrong shape is a contract violation, not a counted error
+    with pytest.raises(RewardError, match="expected a list of one value"):
+        load_reward(RewardConfig(name=f"{plugins_file}:trl_two"))("x", "1", {})
+
+
+@pytest.mark.parametrize(
+    "prediction, truth, f1, em",
+    [
+        ("约161.27元", "161.27元", 0.8, 0.0),  # one extra character of three: not an exact match
+        ("161.27元。", "161.27元", 1.0, 1.0),  # CJK punctuation is stripped
+        ("《红楼梦》", "红楼梦", 1.0, 1.0),
+        ("北京市", "北京", 0.8, 0.0),
+        ("曹雪芹 wrote it", "曹雪芹", 0.75, 0.0),
+        ("the Eiffel Tower", "Eiffel tower", 1.0, 1.0),  # English unchanged
+    ],
+)
+def test_cjk_answers_tokenise_by_character(prediction, truth, f1, em):
+    assert token_f1(prediction, truth) == pytest.approx(f1)
+    assert exact_match(prediction, truth) == em

@@ -1,26 +1,29 @@
 """Resolving `reward.name` to a function `(text, ground_truth, extra) -> dict with a float "score"`:
 a built-in name, `task` (each example's own default, `extra["reward"]`), or a user's
-`path/to/file.py:function` returning a float or a dict with a `score` key."""
+`path/to/file.py:function` in the arpo, verl or TRL convention (`arpo.rewards.plugins`).
+
+A user function that raises scores 0 with the error recorded in the result (`reward_error`), so
+the trainer counts it (`reward/error_rate`) and warns; it never passes as a silent 0. A result of
+the wrong type is a contract violation and stops the run with one line."""
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import math
 import os
 from collections.abc import Callable
 from typing import Any
 
 from arpo.config.reward import RewardConfig
-from arpo.errors import ArpoError
 from arpo.rewards.arpo_reward import arpo_reward
 from arpo.rewards.builtin import arith_reward, em_reward, f1_reward, math_reward
+from arpo.rewards.plugins import RewardError, adapt
+
+log = logging.getLogger(__name__)
 
 RewardFn = Callable[[str, Any, dict], dict]
-
-
-class RewardError(ArpoError):
-    pass
 
 
 def _builtins(cfg: RewardConfig) -> dict[str, Callable]:
@@ -79,27 +82,47 @@ def _as_dict(out: Any, name: str) -> dict:
     return result
 
 
-def _resolve(name: str, builtins: dict[str, Callable], kwargs: dict) -> RewardFn:
+def _counting_errors(fn: Callable, name: str) -> RewardFn:
+    """`fn` whose exceptions become a scored failure carrying the error, warned about once."""
+    warned = False
+
+    def call(text: str, ground_truth: Any, extra: dict) -> dict:
+        nonlocal warned
+        try:
+            out = fn(text, ground_truth, extra)
+        except RewardError:
+            raise
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}".splitlines()[0]
+            if not warned:
+                warned = True
+                log.warning("reward '%s' raised (%s); counted as reward/error_rate, scored 0", name, error)
+            return {"score": 0.0, "acc": 0.0, "reward_error": error}
+        return _as_dict(out, name)
+
+    return call
+
+
+def _resolve(name: str, builtins: dict[str, Callable], cfg: RewardConfig) -> RewardFn:
     if name in builtins:
         fn = builtins[name]
-    elif ":" in name and name.rpartition(":")[0].endswith(".py"):
-        fn = functools.partial(_load_user_function(name), **kwargs)
-    else:
-        raise RewardError(
-            f"unknown reward '{name}'; use one of {', '.join(BUILTIN_NAMES)} or path/to/file.py:function"
-        )
-    return lambda text, ground_truth, extra: _as_dict(fn(text, ground_truth, extra), name)
+        return lambda text, ground_truth, extra: _as_dict(fn(text, ground_truth, extra), name)
+    if ":" in name and name.rpartition(":")[0].endswith(".py"):
+        return _counting_errors(adapt(_load_user_function(name), name, cfg.style, cfg.kwargs), name)
+    raise RewardError(
+        f"unknown reward '{name}'; use one of {', '.join(BUILTIN_NAMES)} or path/to/file.py:function"
+    )
 
 
 def load_reward(cfg: RewardConfig) -> RewardFn:
     """The reward function `cfg.name` names; its results are always dicts with a float `score`."""
     builtins = _builtins(cfg)
     if cfg.name != "task":
-        return _resolve(cfg.name, builtins, cfg.kwargs)
+        return _resolve(cfg.name, builtins, cfg)
 
     @functools.cache
     def per_example(name: str) -> RewardFn:
-        return _resolve(name, builtins, cfg.kwargs)
+        return _resolve(name, builtins, cfg)
 
     def task_reward(text: str, ground_truth: Any, extra: dict) -> dict:
         if "reward" not in extra:

@@ -1,21 +1,31 @@
-"""Token F1 and exact match for QA answers, with SQuAD-style normalisation; a ground truth may be
-one string or a list of acceptable strings (the score is the best over them)."""
+"""Token F1 and exact match for QA answers, with SQuAD-style normalisation extended to Chinese and
+Japanese: every Han or kana character is a token of its own (these scripts put no spaces between
+words, so whitespace tokens would turn F1 into exact match), and punctuation of every script is
+stripped (`，。？！“”《》（）` as well as ASCII). A ground truth may be one string or a list of
+acceptable strings (the score is the best over them)."""
 
 from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections import Counter
 from typing import Any
 
-_PUNCT = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+# Han ideographs (with extension A and compatibility forms), hiragana and katakana.
+_CHAR_TOKENS = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff])")
 # As in HotpotQA's evaluation: a yes/no answer gets no partial credit from token overlap.
 _NO_PARTIAL = {"yes", "no", "noanswer"}
 
 
+def _is_punctuation(ch: str) -> bool:
+    return ch in string.punctuation or unicodedata.category(ch).startswith("P")
+
+
 def normalize_answer(s: str) -> str:
-    s = "".join(ch for ch in s.lower() if ch not in _PUNCT)
+    s = "".join(ch for ch in s.lower() if not _is_punctuation(ch))
+    s = _CHAR_TOKENS.sub(r" \1 ", s)
     return " ".join(_ARTICLES.sub(" ", s).split())
 
 
