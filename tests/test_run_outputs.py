@@ -78,3 +78,36 @@ def test_samples_are_a_seeded_draw_with_failures_and_what_judging_needs(step_gro
         for s in range(20)
     }
     assert len(draws) > 3  # the draw depends on the seed
+
+
+def test_tensorboard_tracker_writes_scalars_and_generations(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from arpo.trainer.trackers import start_trackers
+
+    warnings = []
+    (tracker,) = start_trackers(["wandb", "tensorboard"], str(tmp_path), "disabled", {}, warnings.append)
+    tracker.log(1, {"reward/mean": 0.25, "actor/skipped": True, "note": "text"})
+    tracker.log(2, {"reward/mean": 0.5})
+    tracker.samples(
+        2, [{"group": 0, "trajectory": 1, "response": "a\nb", "ground_truth": ["x"], "reward": 1.0}]
+    )
+    tracker.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"tensors": 0}).Reload()
+    assert [(e.step, e.value) for e in events.Scalars("reward/mean")] == [(1, 0.25), (2, 0.5)]
+    assert "actor/skipped" not in events.Tags()["scalars"]
+    assert "generations/text_summary" in events.Tags()["tensors"]
+    assert not warnings
+
+
+def test_a_tracker_that_cannot_start_is_a_warning(tmp_path, monkeypatch):
+    import arpo.trainer.trackers as trackers
+
+    def broken(run_dir):
+        raise RuntimeError("no event writer\nsecond line")
+
+    monkeypatch.setattr(trackers, "TensorBoardTracker", broken)
+    warnings = []
+    assert trackers.start_trackers(["tensorboard"], str(tmp_path), "offline", {}, warnings.append) == []
+    assert warnings == ["tensorboard unavailable (no event writer); metrics go to metrics.jsonl"]
