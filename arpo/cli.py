@@ -12,7 +12,7 @@ EPILOG = """examples:
   arpo train                                   # embedded default: SmolLM2-135M, arithmetic tool task
   arpo train configs/default.yaml trainer.steps=5 rollout.M=4
   torchrun --nproc_per_node=8 -m arpo train configs/qwen2.5-7b-arpo.yaml
-  arpo eval model.path=runs/default/checkpoints/step-000016/hf data=gsm8k,math500 k=5
+  arpo eval model.path=runs/default/checkpoints/step-000016/hf data=gsm8k,math500 greedy=false k=5
   arpo config configs/default.yaml rollout.N=8   # print the resolved config
 
 recipes: a YAML file, or one shipped with arpo by name from any directory
@@ -41,11 +41,12 @@ def _config(args: list[str], aliases: dict[str, str] | None = None):
     from arpo.config import load_config
 
     recipe, overrides = _split(args)
-    if aliases:
-        overrides = [
-            aliases.get(o.split("=", 1)[0], o.split("=", 1)[0]) + "=" + o.split("=", 1)[1] for o in overrides
-        ]
-    return load_config(recipe, overrides)
+    return load_config(recipe, _expand(overrides, aliases or {}))
+
+
+def _expand(overrides: list[str], aliases: dict[str, str]) -> list[str]:
+    """`k=5` -> `eval.k=5` for the short forms in `aliases`."""
+    return [aliases.get(o.split("=", 1)[0], o.split("=", 1)[0]) + "=" + o.split("=", 1)[1] for o in overrides]
 
 
 def cmd_train(args: list[str]) -> int:
@@ -57,7 +58,10 @@ def cmd_train(args: list[str]) -> int:
 
 
 def cmd_eval(args: list[str]) -> int:
-    cfg = _config(args, EVAL_ALIASES)
+    from arpo.eval.follow import load_eval_config
+
+    recipe, overrides = _split(args)
+    cfg = load_eval_config(recipe, _expand(overrides, EVAL_ALIASES))
     from arpo.eval.harness import evaluate
 
     evaluate(cfg)

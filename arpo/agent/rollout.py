@@ -45,9 +45,14 @@ class Agent:
     def score(self, groups: list[Group], examples: list[Example]) -> None:
         """Set every trajectory's reward (and the reward's details) from its example's ground truth."""
         for group, ex in zip(groups, examples):
-            group.ground_truth, group.extra = ex.ground_truth, ex.extra
+            group.ground_truth, group.extra = ex.ground_truth, {**ex.extra, "data_source": ex.data_source}
             for traj in group.trajectories:
-                extra = {**ex.extra, "tools_used": [call.name for call in traj.tool_calls]}
+                extra = {
+                    **ex.extra,
+                    "data_source": ex.data_source,
+                    "prompt": ex.prompt_messages,
+                    "tools_used": [call.name for call in traj.tool_calls],
+                }
                 out = self.reward_fn(traj.text, ex.ground_truth, extra)
                 traj.reward, traj.reward_info = out["score"], out
 
@@ -64,6 +69,11 @@ def accuracy_of(traj: Trajectory) -> float:
     """The reward's `acc` (exact match, F1 or math equivalence, as the example requires); a reward
     without one counts a positive score as correct. The one accuracy rule of train and eval."""
     return float(traj.reward_info.get("acc", traj.reward > 0))
+
+
+def accuracy_metric(traj: Trajectory) -> str:
+    """What `accuracy_of` measured for `traj`, as reports name it."""
+    return traj.reward_info.get("acc_metric", "acc" if "acc" in traj.reward_info else "positive reward")
 
 
 def sampled(rollout: RolloutConfig, temperature: float, samples: int) -> RolloutConfig:

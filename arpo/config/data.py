@@ -4,6 +4,9 @@ from dataclasses import dataclass, field
 
 from arpo.errors import ConfigError
 
+# The system prompt each built-in task asks its questions with.
+TASK_SYSTEM_PROMPTS = {"arith": "python", "multihop": "search"}
+
 
 @dataclass
 class DataConfig:
@@ -18,11 +21,13 @@ class DataConfig:
     prompts_per_step: int = 2
     max_prompt_tokens: int = 512
     seed: int = 0
-    # System prompt that wraps plain question/answer files: ARPO's (search + python, \boxed{}
+    # System prompt that wraps plain question/answer files: ARPO's (search + python, \\boxed{}
     # answer), the built-in `arith` (python) or `multihop` (search) prompt, a tool-free prompt
-    # asking for an `<answer>` (direct), or none.
+    # asking for an `<answer>` (direct), or none. `auto`: the prompt of the built-in task trained on
+    # (a model trained on `arith` is asked in its Python format), else ARPO's. The loader resolves
+    # it, so saved configs record the prompt actually used.
     system_prompt: str = field(
-        default="arpo", metadata={"choices": ("arpo", "python", "search", "direct", "none")}
+        default="auto", metadata={"choices": ("auto", "arpo", "python", "search", "direct", "none")}
     )
     # Which accuracy a file's answers need: math equivalence or QA F1; auto reads the rows'
     # `ability`, else guesses from the data source's name (gsm8k, math500, aime24 -> math).
@@ -34,6 +39,13 @@ class DataConfig:
     # Where generated files (the multihop search corpus) are written.
     cache_dir: str = "runs/.cache"
 
+    def prompt_style(self) -> str:
+        """`system_prompt` with `auto` resolved."""
+        if self.system_prompt == "auto":
+            return TASK_SYSTEM_PROMPTS.get(self.train, "arpo")
+        return self.system_prompt
+
     def validate(self) -> None:
+        self.system_prompt = self.prompt_style()
         if self.prompts_per_step < 1:
             raise ConfigError(f"data.prompts_per_step must be >= 1, got {self.prompts_per_step}")

@@ -77,10 +77,15 @@ def recipe_path(recipe: str) -> str:
     raise ConfigError(f"recipe not found: {recipe} (shipped recipes: {names})")
 
 
-def load_config(recipe: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, then the YAML recipe, then `a.b=c` overrides; validated and typed."""
+def load_config(
+    recipe: str | None = None, overrides: list[str] | tuple[str, ...] = (), inherit: dict | None = None
+) -> Config:
+    """Defaults, then `inherit` (values taken from elsewhere, e.g. a checkpoint's config), then the
+    YAML recipe, then `a.b=c` overrides; validated and typed."""
     base = OmegaConf.structured(Config)
     try:
+        if inherit:
+            base = OmegaConf.merge(base, inherit)
         if recipe:
             recipe = recipe_path(recipe)
             try:

@@ -22,7 +22,11 @@ class TrainerConfig:
     # default samples the policy as it is trained (T=1), the distribution RL sharpens.
     eval_temperature: float = 1.0
     eval_samples: int = 2
-    log_samples: int = 2
+    # Trajectories per step written to samples.jsonl (and the trackers' generations table), drawn
+    # at random with the step's seed: failures as likely as successes.
+    log_samples: int = 4
+    # Trackers beside metrics.jsonl: wandb and/or tensorboard (`pip install tensorboard`).
+    loggers: list[str] = field(default_factory=lambda: ["wandb"])
     wandb: str = field(default="offline", metadata={"choices": ("offline", "online", "disabled")})
     activation_checkpointing: bool = False
     mixed_precision: bool = True
@@ -30,5 +34,8 @@ class TrainerConfig:
     def validate(self) -> None:
         if self.steps < 1:
             raise ConfigError(f"trainer.steps must be >= 1, got {self.steps}")
+        unknown = sorted(set(self.loggers) - {"wandb", "tensorboard"})
+        if unknown:
+            raise ConfigError(f"trainer.loggers: unknown {unknown}; choose from wandb, tensorboard")
         if self.save_every < 0 or self.keep_last < 1:
             raise ConfigError("trainer.save_every must be >= 0 and trainer.keep_last >= 1")

@@ -109,7 +109,7 @@ def _qa_example(row: dict, where: str, index: int, source: str, cfg: DataConfig)
         raise DataError(f"{where}: missing column 'answer'")
     source = str(row.get("data_source", source))
     ability = ability_of(source, row.get("ability"), cfg.ability)
-    messages = wrap_question(cfg.system_prompt, str(row[key]))
+    messages = wrap_question(cfg.prompt_style(), str(row[key]))
     extra = {
         "index": index,
         "question": row[key],

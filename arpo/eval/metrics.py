@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from arpo.agent.rollout import accuracy_of
+from arpo.agent.rollout import accuracy_metric, accuracy_of
 from arpo.eval.passk import pass_at_k
 from arpo.rollout.tree import Group
 
@@ -24,6 +24,7 @@ def benchmark_metrics(groups: list[Group], k: int, wall_time_s: float) -> dict:
         "questions": len(groups),
         "samples_per_question": len(trajs) / max(1, len(groups)),
         "accuracy": sum(accuracy_of(t) for t in trajs) / n,
+        "accuracy_metric": ", ".join(sorted({accuracy_metric(t) for t in trajs})),
         "reward": sum(t.reward for t in trajs) / n,
     }
     for j in sorted({1, k}):
@@ -49,9 +50,23 @@ def held_out_metrics(groups: list[Group], prefix: str = "val/") -> dict[str, flo
     trajs = [t for g in groups for t in g.trajectories]
     n = max(1, len(trajs))
     return {
+        **_per_source(groups),
         f"{prefix}accuracy": sum(accuracy_of(t) for t in trajs) / n,
         f"{prefix}reward": sum(t.reward for t in trajs) / n,
         f"{prefix}tool_call_rate": sum(1.0 for t in trajs if t.tool_calls) / n,
         f"{prefix}calls_per_question": sum(len(t.tool_calls) for t in trajs) / n,
         f"{prefix}response_length": sum(len(t.tokens) for t in trajs) / n,
     }
+
+
+def _per_source(groups: list[Group]) -> dict[str, float]:
+    """verl's name for validation accuracy per data source: `val-core/<source>/acc/mean@<samples>`."""
+    by_source: dict[str, list[Group]] = {}
+    for g in groups:
+        by_source.setdefault(str(g.extra.get("data_source", "unknown")), []).append(g)
+    out = {}
+    for source, source_groups in sorted(by_source.items()):
+        trajs = [t for g in source_groups for t in g.trajectories]
+        samples = max(len(g.trajectories) for g in source_groups)
+        out[f"val-core/{source}/acc/mean@{samples}"] = sum(accuracy_of(t) for t in trajs) / len(trajs)
+    return out

@@ -29,15 +29,31 @@ def arpo_reward(
     qa_metric: str = "f1",
     require_think: bool = True,
 ) -> dict:
+    math = extra.get("ability") == "math"
+    metric = "math equivalence" if math else "exact match" if qa_metric == "em" else "token F1"
     why = arpo_format_error(text, require_think)
     if why is not None:
-        return {"score": format_penalty, "acc": 0.0, "answer": None, "format_ok": False, "reason": why}
+        return {
+            "score": format_penalty,
+            "acc": 0.0,
+            "acc_metric": metric,
+            "answer": None,
+            "format_ok": False,
+            "reason": why,
+        }
     answer = final_answer(text) or ""
-    if extra.get("ability") == "math":
+    if math:
         acc = float(math_equal(answer, ground_truth))
     elif qa_metric == "em":
         acc = exact_match(answer, ground_truth)
     else:
         acc = token_f1(answer, ground_truth)
     bonus = multi_tool_bonus if acc > 0 and BONUS_TOOLS <= tools_used(text, extra) else 0.0
-    return {"score": acc + bonus, "acc": acc, "answer": answer, "format_ok": True, "bonus": bonus}
+    return {
+        "score": acc + bonus,
+        "acc": acc,
+        "acc_metric": metric,
+        "answer": answer,
+        "format_ok": True,
+        "bonus": bonus,
+    }

@@ -1,5 +1,6 @@
-"""Metrics to `metrics.jsonl` and wandb (offline unless enabled), rollout samples to JSONL, and a
-progress line with reward and time left on the output channel (arpo.output). Only rank 0 writes."""
+"""Metrics to `metrics.jsonl` and the chosen trackers (wandb offline unless enabled, TensorBoard;
+see trackers.py), sampled trajectories to `samples.jsonl`, and a progress line with reward and time
+left on the output channel (arpo.output). Only rank 0 writes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import time
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from arpo import output
 from arpo.output import console
+from arpo.trainer.trackers import start_trackers
 
 
 class MetricsLogger:
@@ -22,11 +25,12 @@ class MetricsLogger:
         wandb_mode: str,
         config: dict,
         enabled: bool = True,
+        loggers: tuple[str, ...] = ("wandb",),
     ):
         self.enabled = enabled
         self.path = os.path.join(run_dir, "metrics.jsonl")
         self.samples_path = os.path.join(run_dir, "samples.jsonl")
-        self.wandb = None
+        self.trackers: list = []
         self.progress = None
         self.shown: dict[str, float] = {}
         if not enabled:
@@ -35,7 +39,7 @@ class MetricsLogger:
         if start_step == 0 and os.path.exists(self.path):
             os.remove(self.path)
         self._truncate(start_step)
-        self.wandb = _start_wandb(run_dir, wandb_mode, config)
+        self.trackers = start_trackers(list(loggers), run_dir, wandb_mode, config, output.warn)
         self.progress = Progress(
             TextColumn("[bold]step {task.completed}/{task.total}"),
             BarColumn(),
@@ -66,12 +70,7 @@ class MetricsLogger:
         row = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
-        if self.wandb is not None:
-            try:
-                self.wandb.log(metrics, step=step)
-            except Exception as e:  # a logging backend never stops training
-                console.print(f"[yellow]wandb logging failed, disabling it: {e}")
-                self.wandb = None
+        self._to_trackers("log", step, metrics)
         for key, label in (("reward/mean", "reward"), ("val/accuracy", "held-out acc")):
             if key in metrics:
                 self.shown[label] = metrics[key]
@@ -85,15 +84,24 @@ class MetricsLogger:
             return
         with open(self.samples_path, "a") as f:
             for r in rows:
-                f.write(json.dumps({"step": step, **r}) + "\n")
+                f.write(json.dumps({"step": step, **r}, default=str) + "\n")
+        self._to_trackers("samples", step, rows)
+
+    def _to_trackers(self, method: str, step: int, payload) -> None:
+        for tracker in list(self.trackers):
+            try:
+                getattr(tracker, method)(step, payload)
+            except Exception as e:  # a dashboard never stops training
+                output.warn(f"{type(tracker).__name__} failed, switching it off: {str(e).splitlines()[0]}")
+                self.trackers.remove(tracker)
 
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
-        if self.wandb is not None:
+        for tracker in self.trackers:
             try:
-                self.wandb.finish()
-            except Exception:
+                tracker.close()
+            except Exception:  # closing a dashboard at exit: nothing left to save or report
                 pass
 
 
@@ -101,29 +109,6 @@ def _clean(v):
     if isinstance(v, float) and not math.isfinite(v):
         return None if math.isnan(v) else (1e308 if v > 0 else -1e308)
     return v
-
-
-def _start_wandb(run_dir: str, mode: str, config: dict):
-    if mode == "disabled":
-        return None
-    try:
-        import wandb
-
-        os.environ.setdefault("WANDB_SILENT", "true")
-        return wandb.init(
-            project="arpo",
-            dir=run_dir,
-            mode=mode,
-            config=config,
-            name=os.path.basename(run_dir),
-            reinit="finish_previous",
-        )
-    except Exception as e:
-        console.print(
-            f"[yellow]wandb unavailable ({str(e).splitlines()[0] if str(e) else e!r}); "
-            f"metrics go to metrics.jsonl only"
-        )
-        return None
 
 
 class Timer:

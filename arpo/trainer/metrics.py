@@ -1,5 +1,5 @@
-"""The scalar metrics of one training step (reward, actor, log-prob mismatch) and the rollout
-samples logged beside them."""
+"""The scalar metrics of one training step: reward, actor, log-prob mismatch (the verl-named ones
+are in verl_metrics.py, the logged samples in samples.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ def reward_metrics(groups: list[Group]) -> dict:
         "reward/max": rewards.max().item(),
         "reward/min": rewards.min().item(),
         "reward/accuracy": sum(acc) / len(acc),
+        # a user reward function that raised scored 0: never silently
+        "reward/error_rate": sum("reward_error" in t.reward_info for g in groups for t in g.trajectories)
+        / len(acc),
     }
 
 
@@ -40,21 +43,3 @@ def logprob_mismatch(groups: list[Group], old: list[list[list[float]]]) -> float
         if m
     ]
     return sum(diffs) / len(diffs) if diffs else 0.0
-
-
-def sample_rows(tokenizer, groups: list[Group], n: int) -> list[dict]:
-    """The best-rewarded trajectory of each of the first `n` groups, decoded."""
-    rows = []
-    for g in groups[:n]:
-        best = max(g.trajectories, key=lambda t: t.reward)
-        rows.append(
-            {
-                "prompt": tokenizer.decode(g.prompt_ids),
-                "response": best.text,
-                "reward": best.reward,
-                "tool_calls": len(best.tool_calls),
-                "finish_reason": best.finish_reason,
-                "branches": g.stats.get("branches", 0),
-            }
-        )
-    return rows

@@ -16,6 +16,7 @@ import torch
 
 from arpo import output
 from arpo.agent.rollout import sampled
+from arpo.algo.advantages import grpo_advantages
 from arpo.algo.policy import compute_logprobs, count_micro_batches, policy_loss_backward
 from arpo.config import Config, save_config
 from arpo.errors import ArpoError
@@ -27,8 +28,10 @@ from arpo.trainer.checkpoint import TrainerState, list_checkpoints, load_checkpo
 from arpo.trainer.components import Components, build
 from arpo.trainer.distributed import Dist, all_reduce, init_distributed, reduce_metrics, shutdown
 from arpo.trainer.logger import MetricsLogger, Timer
-from arpo.trainer.metrics import actor_metrics, logprob_mismatch, reward_metrics, sample_rows
+from arpo.trainer.metrics import actor_metrics, logprob_mismatch, reward_metrics
 from arpo.trainer.report import plot_metrics, write_summary
+from arpo.trainer.samples import sample_rows
+from arpo.trainer.verl_metrics import verl_metrics
 
 MAX_BAD_STEPS = 3  # consecutive non-finite steps before the run stops
 
@@ -46,7 +49,13 @@ def train(cfg: Config) -> dict:
             save_config(cfg, os.path.join(cfg.run_dir, "config.yaml"))
         state, last_saved = resume(cfg, run)
         log = MetricsLogger(
-            cfg.run_dir, cfg.trainer.steps, state.step, cfg.trainer.wandb, asdict(cfg), enabled=dist.is_main
+            cfg.run_dir,
+            cfg.trainer.steps,
+            state.step,
+            cfg.trainer.wandb,
+            asdict(cfg),
+            enabled=dist.is_main,
+            loggers=tuple(cfg.trainer.loggers),
         )
         _announce(cfg, run, dist, state, last_saved)
         if state.eval_before is None:
@@ -58,7 +67,11 @@ def train(cfg: Config) -> dict:
             bad_steps = _check_finite(metrics["actor/skipped"], bad_steps, step)
             metrics = reduce_metrics({**metrics, **maybe_evaluate(cfg, run, dist, step + 1)}, dist)
             log.log(step + 1, metrics)
-            log.samples(step + 1, sample_rows(run.learner.tokenizer, groups, cfg.trainer.log_samples))
+            advantages = grpo_advantages(groups, cfg.algo.norm_by_std, cfg.algo.adv_eps)[0]
+            rows = sample_rows(
+                run.learner.tokenizer, groups, advantages, cfg.trainer.log_samples, _seed(cfg, step)
+            )
+            log.samples(step + 1, rows)
             state.step = step + 1
             last_saved = maybe_save(cfg, run, state, dist) or last_saved
         return _finish(cfg, run, dist, state, log, last_saved, started)
@@ -151,6 +164,7 @@ def train_step(cfg: Config, run: Components, dist: Dist, step: int) -> tuple[dic
         **rollout_stats(groups),
         **rollout_engine,
         **reward_metrics(groups),
+        **verl_metrics(groups, grpo_advantages(groups, cfg.algo.norm_by_std, cfg.algo.adv_eps)[0]),
         **actor_metrics(actor, grad_norm, run.learner.scheduler.get_last_lr()[0], skipped),
         "rollout/logprob_mismatch": logprob_mismatch(groups, old),
         "perf/tokens_per_s": sum(len(g.prompt_ids) + len(t) for g in groups for t in g.trajectories)
