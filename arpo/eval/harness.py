@@ -79,6 +79,9 @@ def evaluate(cfg: Config) -> dict:
         "max_response_tokens": rollout.max_response_tokens,
         "max_tool_calls": rollout.max_tool_calls,
         "tools": list(cfg.tools.enabled),
+        "tool_format": cfg.tools.format,
+        "system_prompt": cfg.data.system_prompt,
+        "reward": cfg.reward.name,
         "seed": cfg.seed,
         "benchmarks": results,
     }
