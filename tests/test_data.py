@@ -167,6 +167,9 @@ def test_question_answer_jsonl_wrapped_in_system_prompt(tmp_path, cfg):
             {"question": "Q", "answer": "x"},
         ],
     )
+    # data.system_prompt=auto: ARPO's prompt when training on a file, the task's when on a task
+    assert load_dataset(path, "train", cfg)[0].prompt_messages[0]["content"] == PYTHON_SYSTEM  # arith
+    cfg.train = str(path)
     ex = load_dataset(path, "train", cfg)
     assert ex[0].data_source == "qa" and ex[0].ground_truth == ["Paris", "City of Paris"]
     assert ex[0].prompt_messages == [
