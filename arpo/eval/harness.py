@@ -12,6 +12,8 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from arpo.analysis.records import append_records, trajectory_record
+from arpo.analysis.report import eval_entropy
 from arpo.config import Config
 from arpo.data import Example, load_dataset
 from arpo.data.loader import TASKS
@@ -105,7 +107,9 @@ def run_benchmark(cfg, agent, engine, rollout, name, examples, out_dir, progress
     """One benchmark, batch by batch; transcripts are appended as batches finish. Group ids are
     question indices, so every question samples the same streams whatever `eval.batch_size`."""
     path = os.path.join(out_dir, f"transcripts_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.jsonl")
+    records_path = path.replace("transcripts_", "trajectories_", 1)  # per-token entropies
     open(path, "w").close()
+    open(records_path, "w").close()
     task = progress.add_task(name, total=len(examples))
     groups = []
     start_time = time.perf_counter()
@@ -116,8 +120,12 @@ def run_benchmark(cfg, agent, engine, rollout, name, examples, out_dir, progress
             batch_groups = generate(agent, engine, batch, rollout, cfg.seed, ids)
             score(agent, batch_groups, batch)
             append_jsonl(path, transcript_rows(batch_groups, batch))
+            append_records(
+                records_path, [trajectory_record(t, g.group_id) for g in batch_groups for t in g.trajectories]
+            )
             groups.extend(batch_groups)
             progress.advance(task, len(batch))
     finally:
         agent.executor.shutdown()
-    return benchmark_metrics(groups, cfg.eval.k, time.perf_counter() - start_time)
+    metrics = benchmark_metrics(groups, cfg.eval.k, time.perf_counter() - start_time)
+    return metrics | eval_entropy(groups, rollout.k, records_path)

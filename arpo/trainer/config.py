@@ -19,6 +19,9 @@ class TrainerConfig:
     eval_temperature: float = 1.0
     eval_samples: int = 2
     log_samples: int = 2
+    # Trajectories per step written with their per-token entropies to trajectories.jsonl (drawn
+    # with the seed), for `arpo analyze`.
+    log_trajectories: int = 8
     wandb: str = field(default="offline", metadata={"choices": ("offline", "online", "disabled")})
     activation_checkpointing: bool = False
     mixed_precision: bool = True

@@ -14,6 +14,7 @@ from dataclasses import asdict
 import torch
 
 from arpo.algo.policy import compute_logprobs, count_micro_batches, policy_loss_backward
+from arpo.analysis import TrajectoryLog, entropy_metrics
 from arpo.config import Config, save_config, to_yaml
 from arpo.errors import ArpoError
 from arpo.rollout.stats import engine_metrics, rollout_stats
@@ -75,6 +76,7 @@ def _train(cfg: Config, d: Dist, cleanup: contextlib.ExitStack) -> dict:
     log = MetricsLogger(
         cfg.run_dir, cfg.trainer.steps, start, cfg.trainer.wandb, asdict(cfg), enabled=d.is_main
     )
+    traj_log = TrajectoryLog(cfg.run_dir, cfg.trainer.log_trajectories, cfg.seed, start, d.is_main)
     if found:
         log.print(f"resumed from {found[-1][1]} at step {start}")
     n_params = sum(p.numel() for p in model.parameters())
@@ -166,6 +168,7 @@ def _train(cfg: Config, d: Dist, cleanup: contextlib.ExitStack) -> dict:
         timer.times["timing_s/tools"] = sum(r.latency_s for r in records)
         metrics = {
             **rollout_stats(groups),
+            **entropy_metrics(groups, cfg.rollout.k),
             **rollout_engine,
             **_reward_metrics(groups),
             **_actor_metrics(actor, grad_norm, scheduler.get_last_lr()[0], skipped),
@@ -183,6 +186,7 @@ def _train(cfg: Config, d: Dist, cleanup: contextlib.ExitStack) -> dict:
         metrics = reduce_metrics(metrics, d)
         log.log(step + 1, metrics)
         log.samples(step + 1, _samples(tok, groups, cfg.trainer.log_samples) if d.is_main else [])
+        traj_log.log(step + 1, groups)
 
         if cfg.trainer.save_every and (
             (step + 1) % cfg.trainer.save_every == 0 or step + 1 == cfg.trainer.steps
