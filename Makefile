@@ -37,7 +37,7 @@ setup: $(STAMP)
 train: $(STAMP)
 	$(VENV)/bin/arpo train configs/default.yaml $(ARGS)
 
-# The `shop` task (search a price, then multiply with Python): where entropy rises after a tool result.
+# The `shop` task: look a price up with search, then multiply with Python (two calls per problem).
 train-shop: $(STAMP)
 	$(VENV)/bin/arpo train configs/shop.yaml $(ARGS)
 

@@ -8,7 +8,8 @@ Per task: `arpo eval` on its held-out split with `--samples` answers per questio
 appended to benchmarks/RESULTS.md: accuracy, tool calls per answer, share of answers with two or
 more calls, the tool error rate, mean dH (the rollout's branching signal: entropy of the k tokens
 after a result minus that of the first k tokens, over log V) and the mean entropy of the k tokens
-that close a call and of the k after its result.
+that close a call and of the k after its result. A task whose results are already under `--out`
+is not measured again (delete its folder to redo it).
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def measure(task: str, questions: int, samples: int, out: str) -> dict:
         "rollout.temperature=1.0",
         f"eval.out={eval_out}",
     ]
-    print("$", " ".join(args), flush=True)
-    subprocess.run(args, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    if not os.path.exists(os.path.join(eval_out, "results.json")):  # finished tasks are kept
+        print("$", " ".join(args), flush=True)
+        subprocess.run(args, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(eval_out, "results.json")) as f:
         metrics = next(iter(json.load(f)["benchmarks"].values()))
     records = [json.loads(line) for line in open(next(_records(eval_out)))]
