@@ -171,7 +171,8 @@ def test_sampled_eval_reports_pass_at_k_consistent_with_transcripts_and_batching
     assert any(len({s["response"] for s in r["samples"]}) > 1 for r in rows)
     # Every sample's per-token entropies, in transcript order, for the entropy picture.
     records = _read_jsonl(tmp_path / "b1" / "trajectories_arith.jsonl")
-    assert [len(r["entropies"]) for r in records] == [s["response_tokens"] for r in rows for s in r["samples"]]
+    lengths = [s["response_tokens"] for r in rows for s in r["samples"]]
+    assert [len(r["entropies"]) for r in records] == lengths
     assert all(r["step"] is None and all(h >= 0 for h in r["entropies"]) for r in records)
 
 
