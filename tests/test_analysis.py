@@ -6,7 +6,7 @@ import pytest
 from arpo.analysis import TrajectoryLog, entropy_metrics, entropy_profile, trajectory_record, window_entropies
 from arpo.analysis.entropy import split_phases
 from arpo.analysis.records import FILE, read_records
-from arpo.analysis.report import window_mean
+from arpo.analysis.report import eval_entropy, window_mean
 from arpo.cli import main
 from arpo.rollout.tree import Group, ToolCallRecord, Trajectory
 
@@ -125,3 +125,15 @@ def test_analyze_refuses_records_without_tool_calls(tmp_path, capsys):
     (tmp_path / FILE).write_text(json.dumps(_record(1, [0.5], [1], [])) + "\n")
     assert main(["analyze", str(tmp_path)]) == 2
     assert "no trajectory there made a tool call" in capsys.readouterr().err
+
+
+def test_an_evaluation_gets_its_numbers_and_its_own_picture(tmp_path, capsys):
+    group = _group()
+    group.stats["dH"] = [0.01, 0.03]
+    path = tmp_path / "trajectories_bench.jsonl"
+    path.write_text("".join(json.dumps(trajectory_record(t, 3)) + "\n" for t in group.trajectories))
+    m = eval_entropy([group], 2, str(path))
+    assert m == pytest.approx({"entropy_before_call": 1.425, "entropy_after_result": 8 / 3, "dH": 0.02})
+    assert os.path.getsize(tmp_path / "entropy_bench.png") > 0
+    assert main(["analyze", str(path), "k=2"]) == 0
+    assert list(json.loads((tmp_path / "entropy_bench_profile.json").read_text())) == ["eval"]

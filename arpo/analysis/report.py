@@ -66,6 +66,12 @@ def find_records(path: str) -> str:
     )
 
 
+def picture_stem(records_path: str) -> str:
+    """`trajectories.jsonl` -> `entropy`, `trajectories_gsm8k.jsonl` -> `entropy_gsm8k`, same folder."""
+    folder, name = os.path.split(os.path.abspath(records_path))
+    return os.path.join(folder, name.removesuffix(".jsonl").replace("trajectories", "entropy", 1))
+
+
 def analyze(path: str, k: int = 20, out: str = "") -> dict:
     """Write the picture and the numbers beside the records; print a table; return the numbers."""
     source = find_records(path)
@@ -73,7 +79,7 @@ def analyze(path: str, k: int = 20, out: str = "") -> dict:
     if not any(r["calls"] for r in records):
         raise ArpoError(f"{source}: no trajectory there made a tool call; nothing to draw")
     by_phase = profiles(records)
-    stem = out or os.path.join(os.path.dirname(os.path.abspath(source)), "entropy")
+    stem = out or picture_stem(source)
     png = plot_profiles(by_phase, stem + ".png", f"token entropy around tool results: {source}")
     with open(stem + "_profile.json", "w") as f:
         json.dump(by_phase, f)
@@ -99,6 +105,6 @@ def eval_entropy(groups, k: int, records_path: str) -> dict:
         out["dH"] = sum(dhs) / len(dhs)
     records = read_records(records_path)
     if any(r["calls"] for r in records):
-        png = records_path.removesuffix(".jsonl").replace("trajectories_", "entropy_") + ".png"
-        plot_profiles(profiles(records), png, f"token entropy around tool results: {os.path.basename(png)}")
+        stem = picture_stem(records_path)
+        plot_profiles(profiles(records), stem + ".png", f"token entropy around tool results: {records_path}")
     return out
