@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class DataConfig:
-    # A built-in task (`arith`, `multihop`), or a parquet/JSONL file (or `eval/<set>` folder holding
+    # A built-in task (`arith`, `shop`, `multihop`), or a parquet/JSONL file (or `eval/<set>` folder holding
     # test.jsonl) in verl/ARPO or question/answer form.
     train: str = "arith"
     val: str = "arith"
@@ -27,5 +27,5 @@ class DataConfig:
     arith_mix: list[str] = field(default_factory=lambda: ["2x2"])
     # multihop: people in the generated world (about 3.25 questions each, 10% kept for validation).
     multihop_people: int = 800
-    # Where generated files (the multihop search corpus) are written.
+    # Where generated files (the multihop and shop search corpora) are written.
     cache_dir: str = "runs/.cache"
