@@ -11,7 +11,7 @@ VLLM_STAMP := $(VENV)/.arpo-vllm
 ARGS ?=
 GPU_OUT ?= gpu-check
 
-.PHONY: setup train test lint gpu-check clean
+.PHONY: setup train train-shop test lint gpu-check clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -36,6 +36,10 @@ setup: $(STAMP)
 
 train: $(STAMP)
 	$(VENV)/bin/arpo train configs/default.yaml $(ARGS)
+
+# The `shop` task: look a price up with search, then multiply with Python (two calls per problem).
+train-shop: $(STAMP)
+	$(VENV)/bin/arpo train configs/shop.yaml $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -13,6 +13,7 @@ EPILOG = """examples:
   arpo train configs/default.yaml trainer.steps=5 rollout.M=4
   torchrun --nproc_per_node=8 -m arpo train configs/qwen2.5-7b-arpo.yaml
   arpo eval model.path=runs/default/checkpoints/step-000016/hf data=gsm8k,math500 greedy=false k=5
+  arpo analyze runs/default                      # entropy around tool results: runs/default/entropy.png
   arpo config configs/default.yaml rollout.N=8   # print the resolved config
 
 recipes: a YAML file, or one shipped with arpo by name from any directory
@@ -68,6 +69,23 @@ def cmd_eval(args: list[str]) -> int:
     return 0
 
 
+def cmd_analyze(args: list[str]) -> int:
+    paths = [a for a in args if "=" not in a]
+    options = dict(a.split("=", 1) for a in args if "=" in a)
+    unknown = sorted(set(options) - {"k", "out"})
+    if len(paths) != 1 or unknown:
+        raise ArpoError(
+            "usage: arpo analyze RUN_DIR|TRAJECTORIES.jsonl [k=20] [out=PATH_STEM]"
+            + (f" (unknown option {unknown[0]!r})" if unknown else "")
+        )
+    if not options.get("k", "20").isdigit() or int(options.get("k", "20")) < 1:
+        raise ArpoError(f"k must be a positive integer, got {options['k']!r}")
+    from arpo.analysis.report import analyze
+
+    analyze(paths[0], int(options.get("k", "20")), options.get("out", ""))
+    return 0
+
+
 def cmd_config(args: list[str]) -> int:
     from arpo.config import to_yaml
 
@@ -78,6 +96,7 @@ def cmd_config(args: list[str]) -> int:
 COMMANDS = {
     "train": (cmd_train, "train a policy with ARPO or GRPO (N = M)"),
     "eval": (cmd_eval, "evaluate a model with tools on benchmark files"),
+    "analyze": (cmd_analyze, "draw token entropy around tool results from a run's trajectories"),
     "config": (cmd_config, "print the resolved config of a recipe and overrides"),
 }
 

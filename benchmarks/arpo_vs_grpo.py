@@ -1,12 +1,21 @@
-"""The ARPO-versus-GRPO study on the embedded default, and SmolLM2 as shipped on GSM8K.
+"""ARPO versus GRPO at equal rollout budget on the built-in `shop` task, with ablations.
 
-    python -m benchmarks.arpo_vs_grpo [--seeds 0 1 2] [--steps 16] [--gsm8k 50]
+    python -m benchmarks.arpo_vs_grpo [--seeds 0 1 2 3 4] [--ablation-seeds 0 1 2] [--steps 8]
+    python -m benchmarks.arpo_vs_grpo --report       # the table and the picture from finished runs
 
-Trains SmolLM2-135M-Instruct on the built-in `arith` task with ARPO (M=8 trajectories per prompt,
-N=4 global samples, the rest branches) and with GRPO (N=M=8) at the same rollout budget, once per
-seed; each run evaluates the held-out split before and after. Then evaluates the untrained model on
-a subset of ARPO's GSM8K test set with and without the Python tool. Prints a table, writes a plot
-and appends both to benchmarks/RESULTS.md, whichever way the numbers come out.
+Every run trains SmolLM2-135M-Instruct from the same weights on the same prompts (`data.seed` is
+fixed; `seed` varies the sampling), with M = 8 trajectories per prompt: ARPO starts N = 4 global
+samples and fills the rest with branches forked after tool results, GRPO starts N = M = 8. The
+ablations change one ARPO setting each: `rollout.rule=sample`, `rollout.beta=1.0` (under the sample
+rule: with the threshold rule and alpha = tau, beta does not change any decision) and
+`algo.attribution=hard`. The held-out split is evaluated before training and every `--eval-every`
+steps at T=1 with the same seeds each time, giving learning curves against step and against the
+cumulative tool calls executed in training rollouts.
+
+Runs are independent and resumable: each writes `<out>/<name>/study.json` when it finishes and is
+skipped when that file exists, so the command can be stopped and rerun, and `--report` rebuilds
+the table (mean and a 95% t-interval over seeds) and `benchmarks/arpo_vs_grpo.png` from whatever
+has finished, appending the table to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -18,194 +27,195 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks.common import append_result, machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = {"ARPO": ["rollout.M=8", "rollout.N=4"], "GRPO": ["rollout.M=8", "rollout.N=8"]}
+TASK = [
+    "data.train=shop",
+    "data.val=shop",
+    "tools.enabled=[search,python]",
+    "rollout.max_response_tokens=160",
+    "rollout.M=8",
+]
+METHODS = {
+    "ARPO": ["rollout.N=4"],
+    "GRPO": ["rollout.N=8"],
+    "ARPO rule=sample": ["rollout.N=4", "rollout.rule=sample"],
+    "ARPO rule=sample beta=1.0": ["rollout.N=4", "rollout.rule=sample", "rollout.beta=1.0"],
+    "ARPO attribution=hard": ["rollout.N=4", "algo.attribution=hard"],
+}
+MAIN = ("ARPO", "GRPO")
+# Two-sided 95% Student t quantiles by degrees of freedom (an interval over a handful of seeds).
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
-def run(args: list[str], threads: int | None = None) -> None:
-    print("$", " ".join(args), flush=True)
-    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
-    subprocess.run(args, cwd=ROOT, check=True, env=env, stdout=subprocess.DEVNULL)
+def run_name(method: str, seed: int) -> str:
+    return method.lower().replace(" ", "-").replace("=", "") + f"-seed{seed}"
 
 
-def train(method: str, seed: int, steps: int, out: str, threads: int | None = None) -> dict:
-    run_dir = os.path.join(out, f"{method.lower()}-seed{seed}")
+def train(method: str, seed: int, args) -> dict | None:
+    """One training run; its result (also saved as study.json), or None if it was already done."""
+    run_dir = os.path.join(args.out, run_name(method, seed))
+    done = os.path.join(run_dir, "study.json")
+    if os.path.exists(done):
+        return None
+    cmd = [
+        sys.executable,
+        "-m",
+        "arpo",
+        "train",
+        *TASK,
+        *METHODS[method],
+        f"seed={seed}",
+        f"trainer.steps={args.steps}",
+        f"data.prompts_per_step={args.prompts}",
+        f"data.val_size={args.val}",
+        f"trainer.eval_every={args.eval_every}",
+        "trainer.save_every=0",
+        "trainer.wandb=disabled",
+        "trainer.resume=never",
+        f"run_dir={run_dir}",
+    ]
+    print("$", " ".join(cmd), flush=True)
     t0 = time.time()
-    run(
-        [
-            sys.executable,
-            "-m",
-            "arpo",
-            "train",
-            "configs/default.yaml",
-            *METHODS[method],
-            f"seed={seed}",
-            f"data.seed={seed}",
-            f"trainer.steps={steps}",
-            "trainer.save_every=0",
-            "trainer.wandb=disabled",
-            "trainer.resume=never",
-            f"run_dir={run_dir}",
-        ]
-    )
-    with open(os.path.join(run_dir, "summary.json")) as f:
-        summary = json.load(f)
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    result = {"method": method, "seed": seed, "wall_s": time.time() - t0, **curves(run_dir)}
+    with open(done, "w") as f:
+        json.dump(result, f)
+    return result
+
+
+def curves(run_dir: str) -> dict:
+    """Held-out accuracy and calls per question at each evaluation, with the step and the training
+    rollouts' cumulative executed tool calls and sampled tokens at that point."""
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f]
-    steps_rows = [r for r in rows if "actor/pg_loss" in r]
-    return {
-        "method": method,
-        "seed": seed,
-        "before": summary["eval_before"]["accuracy"],
-        "after": summary["eval_after"]["accuracy"],
-        "calls_before": summary["eval_before"]["calls_per_question"],
-        "calls_after": summary["eval_after"]["calls_per_question"],
-        "branches": statistics.mean(r.get("arpo/branches_per_prompt", 0.0) for r in steps_rows),
-        "train_calls": statistics.mean(r.get("tools/calls_per_traj", 0.0) for r in steps_rows),
-        "wall_s": time.time() - t0,
-        "reward_curve": [r["reward/mean"] for r in steps_rows],
-    }
+        rows = [json.loads(line) for line in f if line.strip()]
+    calls = tokens = 0.0
+    out = {"step": [], "accuracy": [], "val_calls": [], "train_calls": [], "train_tokens": []}
+    for r in rows:
+        calls += r.get("tools/calls_executed", 0.0)
+        tokens += r.get("rollout/sampled_tokens", 0.0)
+        if "val/accuracy" in r:
+            for key, value in (
+                ("step", r["step"]),
+                ("accuracy", r["val/accuracy"]),
+                ("val_calls", r["val/calls_per_question"]),
+                ("train_calls", calls),
+                ("train_tokens", tokens),
+            ):
+                out[key].append(value)
+    steps = [r for r in rows if "actor/pg_loss" in r]
+    out["branches"] = statistics.mean(r.get("arpo/branches_per_prompt", 0.0) for r in steps)
+    out["dH"] = [r.get("arpo/dH/mean") for r in steps]
+    return out
 
 
-def gsm8k(limit: int, out: str) -> dict:
-    """SmolLM2 as shipped: greedy, with the Python tool (its prompt and one worked example) and
-    without tools (a prompt asking for the answer in <answer> tags)."""
-    results = {}
-    settings = {
-        "with python": ["data.system_prompt=python", "tools.enabled=[python]"],
-        "without tools": ["data.system_prompt=direct", "tools.enabled=[]"],
-    }
-    for name, extra in settings.items():
-        eval_out = os.path.join(out, "gsm8k-" + name.replace(" ", "-"))
-        run(
-            [
-                sys.executable,
-                "-m",
-                "arpo",
-                "eval",
-                "eval.data=gsm8k",
-                f"eval.limit={limit}",
-                "reward.name=task",
-                "rollout.max_response_tokens=256",
-                f"eval.out={eval_out}",
-                *extra,
-            ]
-        )
-        with open(os.path.join(eval_out, "results.json")) as f:
-            results[name] = json.load(f)["benchmarks"]["gsm8k"]
+def interval(values: list[float]) -> str:
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return f"{mean:.3f} (1 seed)"
+    half = T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / len(values) ** 0.5
+    return f"{mean:.3f} ± {half:.3f}"
+
+
+def load_results(out: str) -> list[dict]:
+    results = []
+    for name in sorted(os.listdir(out)) if os.path.isdir(out) else []:
+        path = os.path.join(out, name, "study.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                results.append(json.load(f))
     return results
 
 
-def mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
-
-
-def plot(runs: list[dict], path: str) -> None:
+def plot(results: list[dict], path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for method, color in (("ARPO", "tab:blue"), ("GRPO", "tab:orange")):
-        mine = [r for r in runs if r["method"] == method]
-        for i, r in enumerate(mine):
-            a.plot(
-                [0, 1],
-                [r["before"], r["after"]],
-                color=color,
-                marker="o",
-                alpha=0.7,
-                label=method if i == 0 else None,
-            )
-            b.plot(
-                range(1, len(r["reward_curve"]) + 1),
-                r["reward_curve"],
-                color=color,
-                alpha=0.7,
-                label=method if i == 0 else None,
-            )
-    a.set_xticks([0, 1], ["before", "after"])
-    a.set_ylabel("held-out accuracy (T=1)")
-    a.legend()
-    b.set_xlabel("step")
-    b.set_ylabel("training reward")
-    b.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for method, color in zip(METHODS, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")):
+        for i, r in enumerate(x for x in results if x["method"] == method):
+            style = {"color": color, "alpha": 0.6, "marker": "o", "ms": 3}
+            label = method if i == 0 else None
+            axes[0].plot(r["step"], r["accuracy"], label=label, **style)
+            axes[1].plot(r["train_calls"], r["accuracy"], label=label, **style)
+    axes[0].set_xlabel("training step")
+    axes[1].set_xlabel("cumulative tool calls in training rollouts")
+    axes[0].set_ylabel("held-out accuracy (T=1)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=16)
-    ap.add_argument("--gsm8k", type=int, default=50, help="GSM8K questions (0: skip)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "runs", "study"))
-    ap.add_argument(
-        "--parallel", type=int, default=1, help="training runs at once (cores split between them)"
-    )
-    args = ap.parse_args()
-    threads = max(1, (os.cpu_count() or 1) // args.parallel) if args.parallel > 1 else None
-    jobs = [(m, s) for s in args.seeds for m in METHODS]
-    with ThreadPoolExecutor(args.parallel) as pool:
-        runs = list(pool.map(lambda job: train(*job, args.steps, args.out, threads), jobs))
-    gsm = gsm8k(args.gsm8k, args.out) if args.gsm8k else {}
-
-    seeds = " ".join(map(str, args.seeds))
-    command = (
-        f"python -m benchmarks.arpo_vs_grpo --seeds {seeds} --steps {args.steps} --gsm8k {args.gsm8k} "
-        f"--parallel {args.parallel}"
-    )
+def report(args) -> str:
+    results = load_results(args.out)
+    if not results:
+        raise SystemExit(f"no finished runs under {args.out}")
     lines = [
-        f"Wall times per run, {args.parallel} run(s) sharing the cores. "
-        f"SmolLM2-135M-Instruct, `arith` task, {args.steps} steps of 2 prompts x 8 trajectories, lr 1e-5; "
-        "held-out: 64 problems x 2 samples at T=1, same seeds before and after. Mean ± sd over seeds.",
+        "SmolLM2-135M-Instruct, M = 8, lr 1e-5; "
+        f"held-out: {args.val} questions x 2 answers at T=1. Mean ± 95% t-interval over seeds; "
+        "tool calls and sampled tokens are totals of the training rollouts.",
         "",
-        "| method | seeds | accuracy before | accuracy after | tool calls/question after | branches/prompt "
-        "| wall min |",
-        "|---|---|---|---|---|---|---|",
+        "| method | seeds | accuracy before | accuracy after | held-out calls/question after "
+        "| training tool calls | sampled tokens | branches/prompt | wall min |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method in METHODS:
-        mine = [r for r in runs if r["method"] == method]
+        mine = [r for r in results if r["method"] == method]
+        if not mine:
+            continue
         cells = [
-            mean_sd([r[key] * scale for r in mine])
-            for key, scale in (
-                ("before", 1),
-                ("after", 1),
-                ("calls_after", 1),
-                ("branches", 1),
-                ("wall_s", 1 / 60),
-            )
+            interval([r["accuracy"][0] for r in mine]),
+            interval([r["accuracy"][-1] for r in mine]),
+            interval([r["val_calls"][-1] for r in mine]),
+            interval([r["train_calls"][-1] for r in mine]),
+            interval([r["train_tokens"][-1] for r in mine]),
+            interval([r["branches"] for r in mine]),
+            interval([r["wall_s"] / 60 for r in mine]),
         ]
         lines.append(f"| {method} | {len(mine)} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Per run: "
-        + "; ".join(f"{r['method']} s{r['seed']}: {r['before']:.3f} -> {r['after']:.3f}" for r in runs),
+        "Per run (accuracy at each evaluation): "
+        + "; ".join(
+            f"{r['method']} s{r['seed']}: {' -> '.join(f'{a:.3f}' for a in r['accuracy'])}" for r in results
+        ),
+        "",
+        "![ARPO vs GRPO learning curves](arpo_vs_grpo.png)",
+        "",
     ]
-    png = os.path.join(ROOT, "benchmarks", "arpo_vs_grpo.png")
-    plot(runs, png)
-    lines += ["", "![ARPO vs GRPO](arpo_vs_grpo.png)", ""]
-    if gsm:
-        lines += [
-            f"SmolLM2-135M-Instruct as shipped on GSM8K (first {args.gsm8k} questions drawn with seed 0 from "
-            "`../shared/data/arpo/eval/gsm8k`), greedy, 256 response tokens:",
-            "",
-            "| setting | accuracy | tool calls/question | invalid call rate | response tokens | wall s |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name, m in gsm.items():
-            lines.append(
-                f"| {name} | {m['accuracy']:.3f} | {m['tool_calls_per_question']:.2f} | "
-                f"{m['invalid_call_rate']:.3f} | {m['response_tokens']:.1f} | {m['wall_time_s']:.0f} |"
-            )
-        lines.append("")
-    print(append_result("ARPO vs GRPO on the embedded default", command, "\n".join(lines), machine()))
+    plot(results, os.path.join(ROOT, "benchmarks", "arpo_vs_grpo.png"))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--ablation-seeds", type=int, nargs="*", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--prompts", type=int, default=2, help="prompts per step")
+    ap.add_argument("--val", type=int, default=16, help="held-out questions")
+    ap.add_argument("--eval-every", type=int, default=4)
+    ap.add_argument("--out", default=os.path.join(ROOT, "runs", "study"))
+    ap.add_argument("--report", action="store_true", help="only rebuild the table and picture")
+    args = ap.parse_args()
+    if not args.report:
+        # ARPO and GRPO alternate seed by seed, so an interrupted study still compares like with like.
+        jobs = [(m, s) for s in args.seeds for m in MAIN]
+        jobs += [(m, s) for s in args.ablation_seeds for m in METHODS if m not in MAIN]
+        for method, seed in jobs:
+            train(method, seed, args)
+    command = (
+        f"python -m benchmarks.arpo_vs_grpo --steps {args.steps} --prompts {args.prompts} "
+        f"--val {args.val} --eval-every {args.eval_every}"
+    )
+    print(append_result("ARPO vs GRPO on `shop` at equal budget", command, report(args), machine()))
 
 
 if __name__ == "__main__":

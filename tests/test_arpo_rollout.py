@@ -446,6 +446,8 @@ def test_tool_errors_and_stats():
         "arpo/branch_events_per_prompt": 0.0,
         "arpo/topups_per_prompt": 0.0,
         "tools/calls_per_traj": 2.0,
+        "tools/calls_executed": 8.0,
+        "rollout/sampled_tokens": 4.0 * sum(groups[0].trajectories[0].loss_mask),
         "tools/error_rate": 0.5,
         "tools/latency_s": 0.5,
         "tools/timeout_rate": 0.0,
@@ -463,6 +465,10 @@ def test_stats_count_branch_calls_once():
     s = rollout_stats(groups)
     assert s["arpo/branches_per_prompt"] == 2.0 and s["arpo/topups_per_prompt"] == 0.0
     assert s["tools/calls_per_traj"] == 1.0  # linearised: each branch carries its inherited call
+    assert s["tools/calls_executed"] == 4.0  # run once: by the two roots of each prompt
+    trajs = [t for g in groups for t in g.trajectories]
+    shared = sum(sum(t.loss_mask[: t.fork_pos]) for t in trajs)
+    assert shared > 0 and s["rollout/sampled_tokens"] == sum(sum(t.loss_mask) for t in trajs) - shared
     assert s["arpo/dH/max"] == pytest.approx(dh(2.0, 1.0))
     assert rollout_stats([]) == {}
 

@@ -13,6 +13,7 @@ from arpo.data import (
     ARPO_SYSTEM,
     PYTHON_SYSTEM,
     SEARCH_SYSTEM,
+    SHOP_SYSTEM,
     DataError,
     build_world,
     corpus_documents,
@@ -314,3 +315,35 @@ def test_arpo_valid_sample_mixes_math_and_qa(shared_data):
     val = load_dataset(path, "val", DataConfig(val_size=64))
     kinds = [e.extra["ability"] for e in val]
     assert len(val) == 64 and 20 < kinds.count("math") < 50  # 100 of its 180 rows are math, sorted last
+
+
+# --- shop ----------------------------------------------------------------------------------------
+
+
+def test_shop_prices_come_from_the_catalogue_and_held_out_items_are_new(cfg):
+    train, val = load_dataset("shop", "train", cfg), load_dataset("shop", "val", cfg)
+    assert [e.ground_truth for e in train] == [e.ground_truth for e in load_dataset("shop", "train", cfg)]
+    pattern = re.compile(r"How much do (\d+) (\w+ \w+)s cost\?")
+    prices = {d["title"]: d["text"] for d in map(json.loads, open(train[0].extra["search_corpus"]))}
+    items = {}
+    for split, examples in (("train", train), ("val", val)):
+        for e in examples:
+            q, item = pattern.fullmatch(e.extra["question"]).groups()
+            price = int(re.fullmatch(rf"A {item} costs (\d+) coins\.", prices[item]).group(1))
+            assert int(e.ground_truth) == int(q) * price and price % 10 and int(q) % 10
+            items.setdefault(split, set()).add(item)
+    assert len(train) == 300 and len(val) == 40 and not items["train"] & items["val"]
+    assert train[0].prompt_messages[0]["content"] == SHOP_SYSTEM
+    e = val[0]
+    assert TASK_REWARD(f"<answer>{e.ground_truth}</answer>", e.ground_truth, e.extra)["score"] == 1.0
+    assert TASK_REWARD(f"<answer>{int(e.ground_truth) + 1}</answer>", e.ground_truth, e.extra)["score"] == 0.0
+
+
+def test_shop_search_finds_the_item_first(cfg):
+    from arpo.tools.search_bm25 import Bm25Backend
+
+    val = load_dataset("shop", "val", cfg)
+    search = Bm25Backend(val[0].extra["search_corpus"])
+    for e in val[:10]:
+        item = re.fullmatch(r"How much do \d+ (\w+ \w+)s cost\?", e.extra["question"]).group(1)
+        assert search.search(item, 3)[0].startswith(f"{item}: A {item} costs")

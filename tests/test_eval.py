@@ -167,6 +167,11 @@ def test_sampled_eval_reports_pass_at_k_consistent_with_transcripts_and_batching
     ]
     # The tiny model's samples differ, so this checks real sampling, not one answer repeated.
     assert any(len({s["response"] for s in r["samples"]}) > 1 for r in rows)
+    # Every sample's per-token entropies, in transcript order, for the entropy picture.
+    records = _read_jsonl(tmp_path / "b1" / "trajectories_arith.jsonl")
+    lengths = [s["response_tokens"] for r in rows for s in r["samples"]]
+    assert [len(r["entropies"]) for r in records] == lengths
+    assert all(r["step"] is None and all(h >= 0 for h in r["entropies"]) for r in records)
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,8 @@ def test_training_updates_weights_and_writes_artefacts(tmp_path):
     for r in train_rows:
         for key in ("reward/mean", "frac_reward_zero_std", "actor/pg_loss", "actor/pg_clipfrac_upper",
                     "actor/ppo_kl", "actor/entropy", "actor/grad_norm", "actor/lr", "response_length/mean",
-                    "tools/calls_per_traj", "arpo/branches_per_prompt", "rollout/logprob_mismatch",
+                    "tools/calls_per_traj", "tools/calls_executed", "rollout/sampled_tokens",
+                    "arpo/branches_per_prompt", "rollout/logprob_mismatch",
                     "timing_s/rollout", "timing_s/update", "timing_s/step", "perf/tokens_per_s"):  # fmt: skip
             assert key in r, key
         assert all(v is None or (isinstance(v, (int, float)) and v == v) for v in r.values())
@@ -73,6 +74,10 @@ def test_training_updates_weights_and_writes_artefacts(tmp_path):
     for name in ("config.yaml", "training.png", "summary.md", "summary.json", "samples.jsonl"):
         assert (run_dir / name).exists(), name
     assert (run_dir / "wandb").is_dir()
+    # trainer.log_trajectories (8) trajectories per step, with a per-token entropy each.
+    records = [json.loads(line) for line in open(run_dir / "trajectories.jsonl")]
+    assert [r["step"] for r in records] == [1] * 8 + [2] * 8
+    assert all(len(r["entropies"]) == len(r["loss_mask"]) > 0 for r in records)
     assert set(summary["eval_before"]) >= {"accuracy", "tool_call_rate"}
     assert len(list((run_dir / "checkpoints").iterdir())) == 2  # keep_last=2
 
@@ -155,6 +160,8 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert resumed.returncode == 0, err.decode()[-2000:]
     assert "resumed from" in err.decode()
     assert [stable(r) for r in rows(killed)] == [stable(r) for r in rows(straight)]
+    trajectories = [(p / "trajectories.jsonl").read_text() for p in (killed, straight)]
+    assert trajectories[0] == trajectories[1]
 
 
 @pytest.mark.slow

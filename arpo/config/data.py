@@ -5,12 +5,12 @@ from dataclasses import dataclass, field
 from arpo.errors import ConfigError
 
 # The system prompt each built-in task asks its questions with.
-TASK_SYSTEM_PROMPTS = {"arith": "python", "multihop": "search"}
+TASK_SYSTEM_PROMPTS = {"arith": "python", "multihop": "search", "shop": "shop"}
 
 
 @dataclass
 class DataConfig:
-    # A built-in task (`arith`, `multihop`), or a parquet/JSONL file (or `eval/<set>` folder holding
+    # A built-in task (`arith`, `shop`, `multihop`), or a parquet/JSONL file (or `eval/<set>` folder holding
     # test.jsonl) in verl/ARPO or question/answer form.
     train: str = "arith"
     val: str = "arith"
@@ -22,12 +22,12 @@ class DataConfig:
     max_prompt_tokens: int = 512
     seed: int = 0
     # System prompt that wraps plain question/answer files: ARPO's (search + python, \\boxed{}
-    # answer), the built-in `arith` (python) or `multihop` (search) prompt, a tool-free prompt
+    # answer), the built-in `arith` (python), `multihop` (search) or `shop` prompt, a tool-free prompt
     # asking for an `<answer>` (direct), or none. `auto`: the prompt of the built-in task trained on
     # (a model trained on `arith` is asked in its Python format), else ARPO's. The loader resolves
     # it, so saved configs record the prompt actually used.
     system_prompt: str = field(
-        default="auto", metadata={"choices": ("auto", "arpo", "python", "search", "direct", "none")}
+        default="auto", metadata={"choices": ("auto", "arpo", "python", "search", "shop", "direct", "none")}
     )
     # Which accuracy a file's answers need: math equivalence or QA F1; auto reads the rows'
     # `ability`, else guesses from the data source's name (gsm8k, math500, aime24 -> math).
@@ -36,7 +36,7 @@ class DataConfig:
     arith_mix: list[str] = field(default_factory=lambda: ["2x2"])
     # multihop: people in the generated world (about 3.25 questions each, 10% kept for validation).
     multihop_people: int = 800
-    # Where generated files (the multihop search corpus) are written.
+    # Where generated files (the multihop and shop search corpora) are written.
     cache_dir: str = "runs/.cache"
 
     def prompt_style(self) -> str:

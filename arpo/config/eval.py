@@ -9,7 +9,7 @@ from arpo.errors import ConfigError
 class EvalConfig:
     """`arpo eval`: benchmarks, sampling protocol and outputs."""
 
-    # Comma-separated benchmarks: built-in tasks (arith, multihop; their held-out split), .parquet /
+    # Comma-separated benchmarks: built-in tasks (arith, shop, multihop; their held-out split), .parquet /
     # .jsonl files, eval/<set> folders, or ARPO's sets by name (gsm8k, math500, aime24, hotpotqa,
     # 2wiki, webwalker, gaia), read from <repo>/../shared/data/arpo/eval/<name>. Empty: data.val.
     data: str = ""

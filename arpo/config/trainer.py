@@ -27,6 +27,9 @@ class TrainerConfig:
     log_samples: int = 4
     # Trackers beside metrics.jsonl: wandb and/or tensorboard (`pip install tensorboard`).
     loggers: list[str] = field(default_factory=lambda: ["wandb"])
+    # Trajectories per step written with their per-token entropies to trajectories.jsonl (drawn
+    # with the seed), for `arpo analyze`.
+    log_trajectories: int = 8
     wandb: str = field(default="offline", metadata={"choices": ("offline", "online", "disabled")})
     activation_checkpointing: bool = False
     mixed_precision: bool = True

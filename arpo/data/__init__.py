@@ -6,7 +6,16 @@ from arpo.data.example import DataError, Example
 from arpo.data.files import read_examples
 from arpo.data.loader import TASKS, load_dataset
 from arpo.data.multihop import build_world, corpus_documents, multihop_corpus, multihop_examples, questions
-from arpo.data.prompts import ARPO_SYSTEM, PYTHON_SHOT, PYTHON_SYSTEM, SEARCH_SHOT, SEARCH_SYSTEM
+from arpo.data.prompts import (
+    ARPO_SYSTEM,
+    PYTHON_SHOT,
+    PYTHON_SYSTEM,
+    SEARCH_SHOT,
+    SEARCH_SYSTEM,
+    SHOP_SHOT,
+    SHOP_SYSTEM,
+)
+from arpo.data.shop import shop_examples
 
 __all__ = [
     "ARPO_SYSTEM",
@@ -14,6 +23,8 @@ __all__ = [
     "PYTHON_SYSTEM",
     "SEARCH_SHOT",
     "SEARCH_SYSTEM",
+    "SHOP_SHOT",
+    "SHOP_SYSTEM",
     "TASKS",
     "DataError",
     "Example",
@@ -26,4 +37,5 @@ __all__ = [
     "multihop_examples",
     "questions",
     "read_examples",
+    "shop_examples",
 ]

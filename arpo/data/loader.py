@@ -10,13 +10,14 @@ from arpo.data.arith import arith_examples
 from arpo.data.example import DataError, Example
 from arpo.data.files import read_examples
 from arpo.data.multihop import multihop_examples
+from arpo.data.shop import shop_examples
 
-TASKS = {"arith": arith_examples, "multihop": multihop_examples}
+TASKS = {"arith": arith_examples, "multihop": multihop_examples, "shop": shop_examples}
 SPLITS = ("train", "val")
 
 
 def load_dataset(spec: str, split: str = "train", cfg: DataConfig | None = None) -> list[Example]:
-    """`spec`: `arith` | `multihop` (generated: `cfg.train_size` / `cfg.val_size` problems of the
+    """`spec`: `arith` | `multihop` | `shop` (generated: `cfg.train_size` / `cfg.val_size` problems of the
     split), a `.parquet` / `.jsonl` file, or a folder holding `test.jsonl` (ARPO's `eval/<set>`).
     A file is its own split: validation reads `cfg.val_size` of its rows (0: all), drawn with
     `cfg.seed` and kept in file order (released files are often sorted by kind: ARPO's

@@ -13,12 +13,11 @@ in 12 of 32 answers, never twice, and answered none right. It is meant for large
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from dataclasses import dataclass
 
 from arpo.config.data import DataConfig
+from arpo.data.corpus import cached_corpus
 from arpo.data.example import DataError, Example
 from arpo.data.prompts import SEARCH_SHOT, SEARCH_SYSTEM, chat
 from arpo.data.split import split_of
@@ -59,7 +58,7 @@ class World:
     companies: list[Company]
 
 
-class _Names:
+class Names:
     """Unique invented names (and never the few-shot example's)."""
 
     def __init__(self, rng: random.Random):
@@ -79,7 +78,7 @@ class _Names:
 
 def build_world(seed: int, n_people: int) -> World:
     rng = random.Random(f"multihop:{seed}:{n_people}")
-    names = _Names(rng)
+    names = Names(rng)
     countries = [names.word(3) for _ in range(_COUNTRIES)]
     cities = [names.word(2) + rng.choice(_CITY_SUFFIXES) for _ in range(max(n_people // 8, 2 * _COUNTRIES))]
     country_of = {c: countries[i % _COUNTRIES] for i, c in enumerate(cities)}
@@ -159,15 +158,10 @@ def questions(world: World) -> list[tuple[str, str]]:
 
 def multihop_corpus(cfg: DataConfig) -> str:
     """Path of the world's corpus JSONL under `cfg.cache_dir`, written on first use."""
-    path = os.path.join(cfg.cache_dir, f"multihop_corpus_s{cfg.seed}_p{cfg.multihop_people}.jsonl")
-    if not os.path.isfile(path):
-        os.makedirs(cfg.cache_dir, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"  # several processes may start at once: write, then rename
-        with open(tmp, "w", encoding="utf-8") as f:
-            for doc in corpus_documents(build_world(cfg.seed, cfg.multihop_people)):
-                f.write(json.dumps(doc) + "\n")
-        os.replace(tmp, path)
-    return path
+    name = f"multihop_corpus_s{cfg.seed}_p{cfg.multihop_people}.jsonl"
+    return cached_corpus(
+        cfg.cache_dir, name, lambda: corpus_documents(build_world(cfg.seed, cfg.multihop_people))
+    )
 
 
 def multihop_examples(split: str, n: int, cfg: DataConfig) -> list[Example]:

@@ -47,6 +47,20 @@ SEARCH_SHOT = (
     "Edda Varnholt works for Quillmark Ceramics.\n</result>\n<answer>Tessaby</answer>",
 )
 
+SHOP_SYSTEM = (
+    "You are a helpful shop assistant with two tools. To look up a price in the shop's catalogue, write "
+    "the item between <search> and </search>. To run code, write it between <python> and </python>. "
+    "Results come back between <result> and </result>. Look up the price first, then compute the total "
+    "with Python, never in your head. Then give the final answer, just the number, between <answer> and "
+    "</answer>."
+)
+SHOP_SHOT = (
+    "How much do 37 Quillmark lamps cost?",
+    "<search>Quillmark lamp</search>\n<result>\nPage 1: Quillmark lamp: A Quillmark lamp costs 59 coins.\n"
+    "Page 2: Quillmark jar: A Quillmark jar costs 23 coins.\nPage 3: Varnholt lamp: A Varnholt lamp costs 41 "
+    "coins.\n</result>\n<python>print(37 * 59)</python>\n<result>\n2183\n</result>\n<answer>2183</answer>",
+)
+
 
 def chat(system: str | None, shot: tuple[str, str] | None, question: str) -> list[dict]:
     """Messages: the system prompt, one worked exchange, then the question."""
@@ -63,12 +77,13 @@ DIRECT_SYSTEM = (
 
 
 def wrap_question(style: str, question: str) -> list[dict]:
-    """A plain question under `data.system_prompt` (arpo | python | search | direct | none)."""
+    """A plain question under `data.system_prompt` (arpo | python | search | shop | direct | none)."""
     system, shot = {
         "direct": (DIRECT_SYSTEM, None),
         "arpo": (ARPO_SYSTEM, None),
         "python": (PYTHON_SYSTEM, PYTHON_SHOT),
         "search": (SEARCH_SYSTEM, SEARCH_SHOT),
+        "shop": (SHOP_SYSTEM, SHOP_SHOT),
         "none": (None, None),
     }[style]
     return chat(system, shot, question)

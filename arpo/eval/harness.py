@@ -16,6 +16,8 @@ from arpo.agent.engine import build_engine
 from arpo.agent.prompts import fitting_prompts
 from arpo.agent.rollout import Agent, greedy
 from arpo.agent.tools import agent_tools
+from arpo.analysis.records import append_records, trajectory_record
+from arpo.analysis.report import eval_entropy
 from arpo.config import Config
 from arpo.config.rollout import RolloutConfig
 from arpo.data import Example, load_dataset
@@ -101,7 +103,9 @@ def run_benchmark(
     """One benchmark, batch by batch; transcripts are appended as batches finish. Group ids are
     question indices, so every question samples the same streams whatever `eval.batch_size`."""
     path = os.path.join(out_dir, f"transcripts_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.jsonl")
+    records_path = path.replace("transcripts_", "trajectories_", 1)  # per-token entropies
     open(path, "w").close()
+    open(records_path, "w").close()
     task = progress.add_task(name, total=len(examples))
     groups = []
     start_time = time.perf_counter()
@@ -111,8 +115,12 @@ def run_benchmark(
             ids = list(range(start, start + len(batch)))
             batch_groups = agent.run(batch, rollout, cfg.seed, ids)
             append_jsonl(path, transcript_rows(batch_groups, batch))
+            append_records(
+                records_path, [trajectory_record(t, g.group_id) for g in batch_groups for t in g.trajectories]
+            )
             groups.extend(batch_groups)
             progress.advance(task, len(batch))
     finally:
         agent.executor.shutdown()
-    return benchmark_metrics(groups, cfg.eval.k, time.perf_counter() - start_time)
+    metrics = benchmark_metrics(groups, cfg.eval.k, time.perf_counter() - start_time)
+    return metrics | eval_entropy(groups, rollout.k, records_path)

@@ -28,6 +28,9 @@ def rollout_stats(groups: list[Group]) -> dict[str, float]:
         "arpo/branch_events_per_prompt": _mean([g.stats.get("branch_events", 0) for g in groups]),
         "arpo/topups_per_prompt": _mean([g.stats.get("topups", 0) for g in groups]),
         "tools/calls_per_traj": _mean([len(t.tool_calls) for t in trajs]),
+        # The rollout's cost: calls run and tokens sampled (a branch's inherited prefix counts once).
+        "tools/calls_executed": float(len(calls)),
+        "rollout/sampled_tokens": float(sum(sum(t.loss_mask[t.fork_pos :]) for t in trajs)),
         "response_length/mean": _mean(lengths),
         "response_length/max": float(max(lengths)),
         "response_length/min": float(min(lengths)),

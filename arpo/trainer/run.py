@@ -18,6 +18,7 @@ from arpo import output
 from arpo.agent.rollout import sampled
 from arpo.algo.advantages import grpo_advantages
 from arpo.algo.policy import compute_logprobs, count_micro_batches, policy_loss_backward
+from arpo.analysis import TrajectoryLog, entropy_metrics
 from arpo.config import Config, save_config
 from arpo.errors import ArpoError
 from arpo.eval.metrics import held_out_metrics
@@ -57,6 +58,9 @@ def train(cfg: Config) -> dict:
             enabled=dist.is_main,
             loggers=tuple(cfg.trainer.loggers),
         )
+        trajectories = TrajectoryLog(
+            cfg.run_dir, cfg.trainer.log_trajectories, cfg.seed, state.step, dist.is_main
+        )
         _announce(cfg, run, dist, state, last_saved)
         if state.eval_before is None:
             state.eval_before = evaluate(cfg, run, dist)
@@ -72,6 +76,7 @@ def train(cfg: Config) -> dict:
                 run.learner.tokenizer, groups, advantages, cfg.trainer.log_samples, _seed(cfg, step)
             )
             log.samples(step + 1, rows)
+            trajectories.log(step + 1, groups)
             state.step = step + 1
             last_saved = maybe_save(cfg, run, state, dist) or last_saved
         return _finish(cfg, run, dist, state, log, last_saved, started)
@@ -162,6 +167,7 @@ def train_step(cfg: Config, run: Components, dist: Dist, step: int) -> tuple[dic
     timer.times["timing_s/tools"] = sum(r.latency_s for r in executor.records[calls_before:])
     metrics = {
         **rollout_stats(groups),
+        **entropy_metrics(groups, cfg.rollout.k),
         **rollout_engine,
         **reward_metrics(groups),
         **verl_metrics(groups, grpo_advantages(groups, cfg.algo.norm_by_std, cfg.algo.adv_eps)[0]),
