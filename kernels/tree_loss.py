@@ -2,12 +2,12 @@
 
     loss, aux = linear_tree_loss(hidden [N, H], weight [V, H], labels [N], old_logprob [N],
                                  s_plus [N], s_minus [N], w [N], ref_logprob [N] | None = None, *,
-                                 eps_low=0.2, eps_high=0.2, clip_c=3.0, kl_coef=0.0, entropy_coef=0.0,
+                                 eps_low=0.2, eps_high=0.2, dual_clip_c=3.0, kl_coef=0.0, entropy_coef=0.0,
                                  temperature=1.0, ignore_index=-100, impl="auto")
 
 Per unique token u (docs/design.md, "The loss over the tree"), with `r = exp(logp - old_logprob)`:
 
-    L(u) = -min(r, 1 + eps_high) * s_plus(u) - min(max(r, 1 - eps_low), clip_c) * s_minus(u)
+    L(u) = -min(r, 1 + eps_high) * s_plus(u) - min(max(r, 1 - eps_low), dual_clip_c) * s_minus(u)
            + kl_coef * w(u) * k3(u) - entropy_coef * w(u) * H(u)
     k3 = exp(ref - logp) - (ref - logp) - 1            (only when ref_logprob is given)
 
@@ -15,7 +15,7 @@ Per unique token u (docs/design.md, "The loss over the tree"), with `r = exp(log
 and `w` the sum of their `w_i`, so `loss = sum_u L(u)` (0-dim fp32) equals the flat per-branch PPO loss
 with dual clip. Tokens whose label is `ignore_index` contribute 0. `aux` holds detached per-token
 tensors: `logprob`, `entropy`, `ratio`, and boolean masks `clipped_high` (r > 1 + eps_high where
-s_plus != 0), `clipped_low` (r < 1 - eps_low where s_minus != 0) and `dual_clipped` (r > clip_c where
+s_plus != 0), `clipped_low` (r < 1 - eps_low where s_minus != 0) and `dual_clipped` (r > dual_clip_c where
 s_minus != 0), all False on ignored tokens.
 
 The log-prob/entropy come from `linear_logprob_entropy` (same `impl` choices); the loss is an
@@ -41,7 +41,7 @@ def tree_loss_from_logprob(
     *,
     eps_low=0.2,
     eps_high=0.2,
-    clip_c=3.0,
+    dual_clip_c=3.0,
     kl_coef=0.0,
     entropy_coef=0.0,
     ignore_index=-100,
@@ -51,7 +51,7 @@ def tree_loss_from_logprob(
     # Ignored tokens get ratio 1 and delta 0, so whatever their inputs hold cannot turn into NaN.
     ratio = torch.exp(torch.where(active, logprob - old_logprob, 0))
     upper = torch.clamp(ratio, max=1 + eps_high)
-    lower = torch.clamp(torch.clamp(ratio, min=1 - eps_low), max=clip_c)
+    lower = torch.clamp(torch.clamp(ratio, min=1 - eps_low), max=dual_clip_c)
     per_token = -upper * s_plus - lower * s_minus
     if ref_logprob is not None and kl_coef:
         delta = torch.where(active, ref_logprob - logprob, 0)
@@ -66,7 +66,7 @@ def tree_loss_from_logprob(
             "ratio": ratio.detach(),
             "clipped_high": active & (s_plus != 0) & (ratio > 1 + eps_high),
             "clipped_low": active & (s_minus != 0) & (ratio < 1 - eps_low),
-            "dual_clipped": active & (s_minus != 0) & (ratio > clip_c),
+            "dual_clipped": active & (s_minus != 0) & (ratio > dual_clip_c),
         }
     return loss, aux
 
@@ -89,7 +89,7 @@ def linear_tree_loss(
     *,
     eps_low=0.2,
     eps_high=0.2,
-    clip_c=3.0,
+    dual_clip_c=3.0,
     kl_coef=0.0,
     entropy_coef=0.0,
     temperature=1.0,
@@ -103,9 +103,9 @@ def linear_tree_loss(
     _check_per_token(n, old_logprob=old_logprob, s_plus=s_plus, s_minus=s_minus, w=w, ref_logprob=ref_logprob)
     if kl_coef and ref_logprob is None:
         raise KernelInputError("kl_coef != 0 needs ref_logprob")
-    if not 0 <= eps_low < 1 or eps_high < 0 or clip_c <= 1:
+    if not 0 <= eps_low < 1 or eps_high < 0 or dual_clip_c <= 1:
         raise KernelInputError(
-            f"need 0 <= eps_low < 1, eps_high >= 0, clip_c > 1; got {eps_low}, {eps_high}, {clip_c}"
+            f"need 0 <= eps_low < 1, eps_high >= 0, dual_clip_c > 1; got {eps_low}, {eps_high}, {dual_clip_c}"
         )
     logprob, entropy = linear_logprob_entropy(hidden, weight, labels, temperature, ignore_index, impl)
     like_out = lambda t: None if t is None else t.to(logprob.dtype)
@@ -120,7 +120,7 @@ def linear_tree_loss(
         like_out(ref_logprob),
         eps_low=eps_low,
         eps_high=eps_high,
-        clip_c=clip_c,
+        dual_clip_c=dual_clip_c,
         kl_coef=kl_coef,
         entropy_coef=entropy_coef,
         ignore_index=ignore_index,

@@ -31,7 +31,7 @@ IMPLS = [
         ),
     ),
 ]
-CLIP = {"eps_low": 0.2, "eps_high": 0.28, "clip_c": 3.0}
+CLIP = {"eps_low": 0.2, "eps_high": 0.28, "dual_clip_c": 3.0}
 
 
 def make_tree(n=45, h=24, v=300, branches=5, seed=0):
@@ -70,7 +70,7 @@ def flat_loss(hidden, weight, labels, old, ref, member, adv, w_branch, kl_coef, 
             ppo = -torch.minimum(r, torch.full_like(r, 1 + CLIP["eps_high"])) * adv[i]
         else:
             lower = torch.maximum(r, torch.full_like(r, 1 - CLIP["eps_low"]))
-            ppo = -torch.minimum(lower, torch.full_like(r, CLIP["clip_c"])) * adv[i]
+            ppo = -torch.minimum(lower, torch.full_like(r, CLIP["dual_clip_c"])) * adv[i]
         term = ppo - entropy_coef * ent
         if use_ref:
             d = ref - logp
@@ -131,7 +131,7 @@ def test_tree_loss_equals_flat_per_branch_loss(impl, kl_coef, entropy_coef, use_
     active = labels != -100
     assert aux["clipped_high"].any() and aux["clipped_low"].any() and aux["dual_clipped"].any()
     assert torch.equal(aux["clipped_high"], active & (s_plus != 0) & (ratio > 1 + CLIP["eps_high"]))
-    assert torch.equal(aux["dual_clipped"], active & (s_minus != 0) & (ratio > CLIP["clip_c"]))
+    assert torch.equal(aux["dual_clipped"], active & (s_minus != 0) & (ratio > CLIP["dual_clip_c"]))
     assert not aux["logprob"].requires_grad and aux["logprob"][4] == 0
 
 
@@ -159,5 +159,5 @@ def test_tree_loss_rejects_bad_input():
         linear_tree_loss(hidden, weight, labels, old, s_plus, s_minus, w, kl_coef=0.1)
     with pytest.raises(KernelInputError, match="s_minus"):
         linear_tree_loss(hidden, weight, labels, old, s_plus, s_minus[:-1], w)
-    with pytest.raises(KernelInputError, match="clip_c"):
-        linear_tree_loss(hidden, weight, labels, old, s_plus, s_minus, w, clip_c=0.5)
+    with pytest.raises(KernelInputError, match="dual_clip_c"):
+        linear_tree_loss(hidden, weight, labels, old, s_plus, s_minus, w, dual_clip_c=0.5)

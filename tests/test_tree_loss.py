@@ -139,7 +139,7 @@ def test_two_sums_equal_per_branch_losses():
     labels = torch.zeros(n_tok, dtype=torch.long)
     tree, _ = tree_loss_from_logprob(
         logp, ent, labels, old, (w * adv.clamp(min=0)).sum(1), (w * adv.clamp(max=0)).sum(1), w.sum(1), ref,
-        eps_low=0.2, eps_high=0.28, clip_c=3.0, kl_coef=0.1, entropy_coef=0.01,
+        eps_low=0.2, eps_high=0.28, dual_clip_c=3.0, kl_coef=0.1, entropy_coef=0.01,
     )  # fmt: skip
     tree_grads = torch.autograd.grad(tree, (logp, ent))
     torch.testing.assert_close(tree, flat, rtol=1e-12, atol=1e-12)

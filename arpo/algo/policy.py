@@ -138,7 +138,7 @@ def _loss_kwargs(cfg: AlgoConfig, temperature: float) -> dict:
     return dict(
         eps_low=cfg.eps_low,
         eps_high=cfg.eps_high,
-        clip_c=cfg.dual_clip_c,
+        dual_clip_c=cfg.dual_clip_c,
         kl_coef=cfg.kl_coef,
         entropy_coef=cfg.entropy_coef,
         temperature=temperature,
