@@ -42,6 +42,12 @@ def logprob_mismatch(groups: list[Group], old: list[list[list[float]]]) -> float
     return sum(diffs) / len(diffs) if diffs else 0.0
 
 
+def _call_row(call) -> dict:
+    """A tool call as logged: what was asked, what the model read, and what the budgets cut."""
+    keys = ("name", "arguments", "result", "error", "result_tokens", "truncated")
+    return {k: getattr(call, k) for k in keys}
+
+
 def sample_rows(tokenizer, groups: list[Group], n: int) -> list[dict]:
     """The best-rewarded trajectory of each of the first `n` groups, decoded."""
     rows = []
@@ -53,6 +59,7 @@ def sample_rows(tokenizer, groups: list[Group], n: int) -> list[dict]:
                 "response": best.text,
                 "reward": best.reward,
                 "tool_calls": len(best.tool_calls),
+                "calls": [_call_row(c) for c in best.tool_calls],
                 "finish_reason": best.finish_reason,
                 "branches": g.stats.get("branches", 0),
             }
