@@ -38,9 +38,11 @@ def mcp_server(pid_file: str) -> str:
 
 
 def scripted(monkeypatch, module: str, turns: list[str]) -> None:
-    monkeypatch.setattr(
-        f"{module}.build_engine", lambda cfg, model, tok, *a: ScriptedPolicyEngine(tok, turns)
-    )
+    def build_engine(*args, **kwargs):
+        tokenizer = next(a for a in args if hasattr(a, "apply_chat_template"))
+        return ScriptedPolicyEngine(tokenizer, turns)
+
+    monkeypatch.setattr(f"{module}.build_engine", build_engine)
 
 
 def train(run_dir, *overrides):
@@ -93,7 +95,7 @@ def test_user_calculator_trains_under_both_formats(tmp_path, monkeypatch, fmt, t
 
 @pytest.mark.slow
 def test_eval_uses_the_same_mcp_servers(tmp_path, monkeypatch):
-    from arpo.eval import evaluate
+    from arpo.eval.harness import evaluate
 
     scripted(monkeypatch, "arpo.eval.harness", TAG_TURNS)
     pid_file = str(tmp_path / "pids")
