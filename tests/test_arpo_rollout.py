@@ -24,6 +24,7 @@ from arpo.rollout.branching import decision_rng
 from arpo.rollout.interface import TokenEvent
 from arpo.rollout.stats import rollout_stats
 from arpo.tools.base import ToolCall, ToolResult
+from arpo.tools.budget import SPENT
 
 EOS = 3
 V = 256
@@ -457,7 +458,25 @@ def test_tool_errors_and_stats():
         "arpo/dH/mean": 0.0,
         "arpo/dH/min": 0.0,
         "arpo/dH/max": 0.0,
+        "tools/result_tokens/mean": 2.0,  # "11" and "22"
+        "tools/result_tokens/max": 2.0,
+        "tools/truncated_rate": 0.0,
+        "context/tool_token_share": len(R1 + "<r>22</r>") / n,
     }
+
+
+def test_result_and_trajectory_token_budgets():
+    long_call = "a<call>" + "y" * 50 + "</call>"  # its echo is 100 tokens (one per character)
+    engine = ScriptedEngine([long_call, long_call, "<answer>x</answer>"], [1.0, 1.0, 1.0])
+    cfg = RolloutConfig(M=1, N=1, k=2, max_response_tokens=400, max_tool_tokens=60)
+    (g,) = rollout_groups(engine, TOK, TagParser(), StepExecutor(engine), [[1]], cfg, 0, result_max_tokens=40)
+    first, second = g.trajectories[0].tool_calls
+    assert first.truncated and first.result_tokens == 100 and len(first.result) <= 40
+    assert first.result.startswith("yy") and first.result.endswith("yy") and "tokens cut" in first.result
+    # 47 result tokens used (40 + the wrapper): the 13 left are too few, the notice goes in instead
+    assert second.truncated and second.result == SPENT.format(budget=60) and second.result_tokens == 100
+    check_masks(g)
+    assert rollout_stats([g])["tools/truncated_rate"] == 1.0
 
 
 def test_stats_count_branch_calls_once():

@@ -72,7 +72,7 @@ def test_samples_are_a_seeded_draw_with_failures_and_what_judging_needs(step_gro
     assert failure["finish_reason"] == "length" and failure["prompt"] == "5 6 7"
     success = next(r for r in rows if r["group"] == 0 and r["trajectory"] == 0)
     assert success["reward_info"] == {"acc": 1.0}
-    assert success["tool_calls"][0]["name"] == "python" and len(success["tool_calls"][0]["result"]) == 500
+    assert success["calls"][0]["name"] == "python" and len(success["calls"][0]["result"]) == 500
     draws = {
         tuple((r["group"], r["trajectory"]) for r in sample_rows(_Tokenizer(), groups, adv, 2, s))
         for s in range(20)

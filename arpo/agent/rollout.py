@@ -24,13 +24,14 @@ class Agent:
     parser: Any  # reads tool calls out of generated text and renders their results
     executor: ToolExecutor
     reward_fn: Any  # (text, ground_truth, extra) -> {"score": float, ...}
+    result_max_tokens: int = 0  # tokens of one tool result the model reads (0: no bound)
 
     def generate(
         self, examples: list[Example], rollout: RolloutConfig, seed: int, group_ids: list[int]
     ) -> list[Group]:
         """Trajectory groups of `examples`; seeds derive from (seed, group id), so a group's rollout
         does not depend on which rank or batch it ran in."""
-        prompts = [prompt_ids(self.tokenizer, ex) for ex in examples]
+        prompts = [prompt_ids(self.tokenizer, ex, self.parser) for ex in examples]
         return rollout_groups(
             self.engine,
             self.tokenizer,
@@ -40,6 +41,7 @@ class Agent:
             rollout,
             seed,
             group_ids=group_ids,
+            result_max_tokens=self.result_max_tokens,
         )
 
     def score(self, groups: list[Group], examples: list[Example]) -> None:

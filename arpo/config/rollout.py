@@ -60,6 +60,9 @@ class RolloutConfig:
     # Calls per trajectory (malformed ones count); the model may still answer after the last one,
     # and closing one more call ends the trajectory with finish_reason "tool_limit".
     max_tool_calls: int = 3
+    # Tool-result tokens one trajectory may read in all; past it, results become a short notice.
+    # 0: bounded only by max_response_tokens.
+    max_tool_tokens: int = 0
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     vllm: VllmConfig = field(default_factory=VllmConfig)
 
@@ -69,6 +72,10 @@ class RolloutConfig:
             raise ConfigError(f"rollout needs 1 <= N <= M, got N={self.N}, M={self.M}")
         if self.k < 1 or self.Z < 1:
             raise ConfigError(f"rollout.k and rollout.Z must be at least 1, got k={self.k}, Z={self.Z}")
+        if self.max_tool_tokens < 0:
+            raise ConfigError(
+                f"rollout.max_tool_tokens must be >= 0 (0: no limit), got {self.max_tool_tokens}"
+            )
         if self.max_response_tokens < 1 or self.max_tool_calls < 0:
             raise ConfigError(
                 f"rollout.max_response_tokens must be >= 1 and max_tool_calls >= 0, got "

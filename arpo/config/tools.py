@@ -1,6 +1,7 @@
-"""`tools`: which tools an agent may call, the call format, and each tool's limits."""
+"""Config of the tools: the built-ins, your own (`custom`), MCP servers, and the budgets of their output."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -36,9 +37,48 @@ class SearchToolConfig:
 
 
 @dataclass
+class CustomToolConfig:
+    """A tool of your own: a function, or a class whose instance (built without arguments) is called."""
+
+    target: str = ""  # module:function, module:Class, or path/to/file.py:function
+    name: str = ""  # default: the function's name (a class: its `name` attribute, else its name)
+    # OpenAI function-calling schema ({"type": "function", "function": {...}} or the inner object);
+    # empty: built from the type hints and the docstring.
+    schema: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float = 30.0  # wall clock per call
+
+
+@dataclass
+class McpServerConfig:
+    """An MCP server: a command started over stdio (one process per run and rank), or a URL."""
+
+    name: str = ""  # names the server in errors and metrics
+    command: str = ""  # stdio: the executable ...
+    args: list[str] = field(default_factory=list)  # ... its arguments
+    env: dict[str, str] = field(default_factory=dict)  # ... and extra environment variables
+    url: str = ""  # streamable HTTP endpoint (e.g. http://127.0.0.1:8000/mcp); excludes `command`
+    headers: dict[str, str] = field(default_factory=dict)  # HTTP headers (e.g. Authorization)
+    tools: list[str] = field(default_factory=list)  # allow-list of the server's tools; empty: all
+    timeout_s: float = 30.0  # deadline of one call
+    startup_timeout_s: float = 30.0  # deadline to connect and list the tools
+
+
+@dataclass
+class McpConfig:
+    servers: list[McpServerConfig] = field(default_factory=list)
+
+
+@dataclass
 class ToolsConfig:
+    # Built-in tools the model may call (python, search); tools under `custom` and the allowed tools
+    # of `mcp.servers` are enabled by being configured (naming them here too is allowed).
     enabled: list[str] = field(default_factory=lambda: ["python"])
     format: str = field(default="tags", metadata={"choices": ("tags", "hermes")})
     workers: int = 4
+    # Tokens (policy tokenizer) of one result the model reads; longer results keep their head and
+    # tail around a marker saying how much was cut. 0: no limit.
+    result_max_tokens: int = 512
     python: PythonToolConfig = field(default_factory=PythonToolConfig)
     search: SearchToolConfig = field(default_factory=SearchToolConfig)
+    custom: list[CustomToolConfig] = field(default_factory=list)
+    mcp: McpConfig = field(default_factory=McpConfig)

@@ -15,7 +15,7 @@ from arpo import output
 from arpo.agent.engine import build_engine
 from arpo.agent.prompts import fitting_prompts
 from arpo.agent.rollout import Agent, greedy
-from arpo.agent.tools import agent_tools
+from arpo.agent.tools import agent_executor, agent_parser
 from arpo.analysis.records import append_records, trajectory_record
 from arpo.analysis.report import eval_entropy
 from arpo.config import Config
@@ -68,8 +68,14 @@ def evaluate(cfg: Config) -> dict:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=output.console, disable=not output.enabled()) as progress:
         for name, examples in data.items():
-            examples = fitting_prompts(examples, tokenizer, cfg.data.max_prompt_tokens, name)
-            agent = Agent(tokenizer, engine, *agent_tools(cfg.tools, examples), reward_fn)
+            executor = agent_executor(cfg.tools, examples)  # the same tools (and MCP servers) as training
+            try:
+                parser = agent_parser(cfg.tools, executor, tokenizer, examples)
+                examples = fitting_prompts(examples, tokenizer, parser, cfg.data.max_prompt_tokens, name)
+            except BaseException:
+                executor.shutdown()
+                raise
+            agent = Agent(tokenizer, engine, parser, executor, reward_fn, cfg.tools.result_max_tokens)
             results[name] = run_benchmark(cfg, agent, rollout, name, examples, out_dir, progress)
     print_table(results, cfg.eval.k)
     summary = {

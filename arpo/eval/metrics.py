@@ -7,6 +7,7 @@ from collections import Counter
 
 from arpo.agent.rollout import accuracy_metric, accuracy_of
 from arpo.eval.passk import pass_at_k
+from arpo.rollout.stats import context_stats
 from arpo.rollout.tree import Group
 
 # pass@k counts a sample as solved only with full credit: QA F1 partial credit is not a solve.
@@ -15,7 +16,8 @@ SOLVED_AT = 1.0
 
 def benchmark_metrics(groups: list[Group], k: int, wall_time_s: float) -> dict:
     """Accuracy, pass@1 and pass@k, tool calls per question (all and by tool), invalid tool-call
-    rate, response length; every mean is over all samples of all questions."""
+    rate, response length, the tools' share of the context; every mean is over all samples of all
+    questions."""
     trajs = [t for g in groups for t in g.trajectories]
     n = max(1, len(trajs))
     calls = [call for t in trajs for call in t.tool_calls]
@@ -39,6 +41,7 @@ def benchmark_metrics(groups: list[Group], k: int, wall_time_s: float) -> dict:
             "tool_calls_by_tool": {name: count / n for name, count in sorted(by_tool.items())},
             "invalid_call_rate": sum(call.error is not None for call in calls) / max(1, len(calls)),
             "response_tokens": sum(len(t.tokens) for t in trajs) / n,
+            **context_stats(groups),
             "wall_time_s": wall_time_s,
         }
     )
@@ -46,7 +49,8 @@ def benchmark_metrics(groups: list[Group], k: int, wall_time_s: float) -> dict:
 
 
 def held_out_metrics(groups: list[Group], prefix: str = "val/") -> dict[str, float]:
-    """Means over every sample: accuracy, reward, share that called a tool, calls and length."""
+    """Means over every sample: accuracy, reward, share that called a tool, calls, length and the
+    tools' share of the context."""
     trajs = [t for g in groups for t in g.trajectories]
     n = max(1, len(trajs))
     return {
@@ -56,6 +60,7 @@ def held_out_metrics(groups: list[Group], prefix: str = "val/") -> dict[str, flo
         f"{prefix}tool_call_rate": sum(1.0 for t in trajs if t.tool_calls) / n,
         f"{prefix}calls_per_question": sum(len(t.tool_calls) for t in trajs) / n,
         f"{prefix}response_length": sum(len(t.tokens) for t in trajs) / n,
+        **{f"{prefix}{k}": v for k, v in context_stats(groups).items()},
     }
 
 

@@ -17,8 +17,10 @@ Choices where the design is silent (each keeps the design's intent, none is from
 - EOS is given to the engine as a *stop* token (pause), not a finish token, and the engine's own
   length limit sits one token beyond the response budget, so a trajectory that ends inside its
   `k`-token window keeps its KV cache until its branching decision has forked from it.
-- A tool result that would overflow the response budget is cut to the room left; a trajectory
-  with no room left ends with `length`.
+- A tool result first meets the token budgets (`tools.result_max_tokens` per result, head and
+  tail kept; `rollout.max_tool_tokens` per trajectory, counting inherited results); one that
+  would still overflow the response budget is cut to the room left; a trajectory with no room
+  left ends with `length`.
 - Every sequence samples from its own seeded stream, keyed by (seed, group, trajectory), and every
   `sample`-rule decision from one keyed by (seed, group, trajectory, call): a rollout repeats
   exactly for the same seed and the same order of tool completions, whatever the batching.
@@ -44,6 +46,7 @@ from arpo.rollout.branching import (
 )
 from arpo.rollout.interface import RolloutEngine, SamplingParams, TokenEvent
 from arpo.rollout.tree import Group, ToolCallRecord, Trajectory
+from arpo.tools.budget import ResultBudget
 
 # Every format's final answer closes with this tag; pausing there ends the trajectory at its answer
 # instead of sampling on to EOS (as the paper's rollout does).
@@ -68,8 +71,9 @@ class _Live:
 
 
 class _Rollout:
-    def __init__(self, engine, tokenizer, parser, executor, cfg, seed, vocab_size, eos_token_ids):
+    def __init__(self, engine, tokenizer, parser, executor, cfg, seed, vocab_size, eos_token_ids, budget):
         self.engine: RolloutEngine = engine
+        self.budget: ResultBudget = budget
         self.tokenizer = tokenizer
         self.parser = parser
         self.executor = executor
@@ -184,7 +188,8 @@ class _Rollout:
 
     def _insert_result(self, live: _Live, call, text: str, error, latency_s: float, timed_out: bool) -> None:
         traj = live.traj
-        ids = self.tokenizer.encode(self.parser.format_result(text), add_special_tokens=False)
+        shown = self.budget.bound(text, used=len(traj.loss_mask) - sum(traj.loss_mask))
+        ids = self.tokenizer.encode(self.parser.format_result(shown.text), add_special_tokens=False)
         ids = list(ids[: self.cfg.max_response_tokens - len(traj.tokens)])
         start = len(traj.tokens)
         traj.tokens.extend(ids)
@@ -195,12 +200,14 @@ class _Rollout:
             ToolCallRecord(
                 name=call.name,
                 arguments=call.arguments,
-                result=text,
+                result=shown.text,
                 error=error or None,
                 latency_s=latency_s,
                 start=start,
                 end=len(traj.tokens),
                 timed_out=timed_out,
+                result_tokens=shown.tokens,
+                truncated=shown.truncated,
             )
         )
         live.segment_start = len(traj.tokens)
@@ -281,13 +288,14 @@ def rollout_groups(
     group_ids: list[int] | None = None,
     vocab_size: int | None = None,
     eos_token_ids: list[int] | None = None,
+    result_max_tokens: int = 0,
 ) -> list[Group]:
     """Roll out one group of `cfg.M` trajectories per prompt (token ids), ARPO branching included.
 
     `group_ids` (default 0, 1, ...) name the groups and key their random streams, which therefore
     do not depend on the batch a prompt runs in. `vocab_size` is the model's (the entropies'
     support); default: `engine.vocab_size`, else the tokenizer's length. `eos_token_ids` default to
-    the tokenizer's EOS.
+    the tokenizer's EOS. `result_max_tokens` bounds each tool result (0: no bound).
     """
     validate(cfg, "rollout.")  # callers of the library may pass a config the loader never saw
     if group_ids is None:
@@ -298,5 +306,6 @@ def rollout_groups(
         vocab_size = getattr(engine, "vocab_size", None) or len(tokenizer)
     if eos_token_ids is None:
         eos_token_ids = [tokenizer.eos_token_id]
-    rollout = _Rollout(engine, tokenizer, parser, executor, cfg, seed, vocab_size, eos_token_ids)
+    budget = ResultBudget(tokenizer, result_max_tokens, cfg.max_tool_tokens)
+    rollout = _Rollout(engine, tokenizer, parser, executor, cfg, seed, vocab_size, eos_token_ids, budget)
     return rollout.run(prompts, group_ids)

@@ -14,6 +14,22 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
+def context_stats(groups: list[Group]) -> dict[str, float]:
+    """How much of the context tools filled: each executed result's own tokens (before the budget
+    cut), how often a result was cut, and the share of each trajectory's tokens from tools."""
+    trajs = [t for g in groups for t in g.trajectories if t.tokens]
+    calls = [c for t in trajs for c in own_tool_calls(t)]
+    out = {}
+    if trajs:
+        out["context/tool_token_share"] = _mean([1 - sum(t.loss_mask) / len(t.tokens) for t in trajs])
+    if calls:
+        tokens = [float(c.result_tokens) for c in calls]
+        out["tools/result_tokens/mean"] = _mean(tokens)
+        out["tools/result_tokens/max"] = max(tokens)
+        out["tools/truncated_rate"] = _mean([float(c.truncated) for c in calls])
+    return out
+
+
 def rollout_stats(groups: list[Group]) -> dict[str, float]:
     """Means over prompts, trajectories or executed tool calls; keys whose population is empty
     (no dH measured, no tool call run) are left out rather than reported as a misleading 0."""
@@ -41,7 +57,7 @@ def rollout_stats(groups: list[Group]) -> dict[str, float]:
         out["tools/error_rate"] = _mean([float(c.error is not None) for c in calls])
         out["tools/latency_s"] = _mean([c.latency_s for c in calls])
         out["tools/timeout_rate"] = _mean([float(c.timed_out) for c in calls])
-    return out
+    return out | context_stats(groups)
 
 
 def engine_metrics(engine, before: dict[str, int]) -> dict[str, float]:

@@ -23,6 +23,8 @@ class ToolCallRecord:
     end: int = 0  # one past the last inserted result token
     timed_out: bool = False
     dH: float | None = None  # entropy change measured after this result (None: not measured)
+    result_tokens: int = 0  # tokens of the tool's own output, before the token budgets cut it
+    truncated: bool = False  # `result` is a cut (or a spent-budget notice) of the tool's output
     branches: int = 0  # trajectories forked right after this result
 
 

@@ -1,7 +1,10 @@
 """Tools the policy calls during rollout, and the formats it calls them in.
 
-- `registry.build_tools(cfg) -> ToolRegistry`: the enabled tools and their OpenAI schemas.
-- `parsers.make_parser(format, registry)`: ARPO tags or Hermes/Qwen `<tool_call>` JSON.
+- `registry.build_tools(cfg) -> ToolRegistry`: the enabled tools (built-ins, `custom`: your own
+  functions and classes, `mcp`: MCP servers' tools) and their OpenAI schemas (`schema`).
+- `parsers.make_parser(format, registry, tokenizer)`: ARPO tags or Hermes/Qwen `<tool_call>` JSON;
+  `prompting.render_prompt`: the tools shown in the prompt through the chat template.
+- `budget.ResultBudget`: token budgets on each result and on a trajectory's results.
 - `executor.ToolExecutor(registry, workers)`: `submit(call) -> Future[ToolResult]`.
 - `python_tool` / `sandbox`: model-written code in a confined, short-lived process tree.
 - `search_tool`: BM25 over a corpus, replay of recorded results, or a user's HTTP API.

@@ -86,7 +86,9 @@ class ToolExecutor:
         return out
 
     def shutdown(self) -> None:
+        """Wait for running calls, then stop what the tools hold open (MCP servers)."""
         self._pool.shutdown(wait=True)
+        self.registry.close()
 
     def __enter__(self) -> ToolExecutor:
         return self

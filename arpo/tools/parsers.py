@@ -2,9 +2,11 @@
 
 - ``tags`` (ARPO): ``<python>code</python>`` / ``<search>query</search>``; the result is inserted
   as ``\\n<result>\\n...\\n</result>\\n`` and the final answer is ``<answer>...</answer>``.
+  A tool taking several arguments is called with a JSON object: ``<kv_get>{"key": "a"}</kv_get>``.
 - ``hermes`` (Qwen / Hermes): ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``; the
-  result comes back as a user turn holding ``<tool_response>``, exactly as the Qwen chat template
-  renders a tool message, followed by the next assistant header.
+  result comes back as the tokenizer's chat template renders a tool message after an assistant
+  turn (Qwen's: a user turn holding ``<tool_response>``), followed by the next assistant header.
+  A template whose tool message lacks ``<tool_response>`` gets it around the result.
 
 `parse` reads the text generated since the last tool result and returns the call it ends with;
 a malformed call yields a `ToolCall` whose `error` says what is wrong (the executor turns it into
@@ -19,11 +21,11 @@ from typing import Protocol
 
 from arpo.errors import ConfigError
 from arpo.tools.base import ToolCall, main_argument
+from arpo.tools.prompting import ARPO_TAGS  # always recognised: a disabled tool gets an error, not silence
 from arpo.tools.registry import ToolRegistry
 
 THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-ARPO_TAGS = ("python", "search")  # always recognised, so a disabled tool gets an error, not silence
 
 
 def _without_think(text: str) -> str:
@@ -49,7 +51,19 @@ class ToolCallParser(Protocol):
     def final_answer(self, text: str) -> str | None: ...
 
 
+def _json_arguments(name: str, content: str, raw: str) -> ToolCall:
+    try:
+        arguments = json.loads(content)
+    except json.JSONDecodeError as e:
+        return ToolCall(name, raw=raw, error=f"<{name}> takes a JSON object of arguments: {e.msg}")
+    if not isinstance(arguments, dict):
+        return ToolCall(name, raw=raw, error=f"<{name}> takes a JSON object of arguments")
+    return ToolCall(name, arguments, raw)
+
+
 class TagParser:
+    fmt = "tags"
+
     def __init__(self, registry: ToolRegistry):
         self.registry = registry
         self.tags = list(dict.fromkeys([*ARPO_TAGS, *registry.names]))
@@ -74,6 +88,8 @@ class TagParser:
         argument = main_argument(tool)
         if not content.strip():
             return ToolCall(closed, {argument: content}, raw, error=f"empty <{closed}> call")
+        if len(tool.schema()["function"]["parameters"].get("properties", {})) > 1:
+            return _json_arguments(closed, content, raw)
         return ToolCall(closed, {argument: content.strip("\n")}, raw)
 
     def _unclosed(self, text: str) -> ToolCall | None:
@@ -95,13 +111,43 @@ class TagParser:
         return _last_answer(text)
 
 
-class HermesParser:
-    OPEN, CLOSE = "<tool_call>", "</tool_call>"
-    # ChatML turn markers, as the Qwen/SmolLM templates write them around a tool message.
-    END_TURN, USER, ASSISTANT = "<|im_end|>", "<|im_start|>user\n", "<|im_start|>assistant\n"
+def template_result_wrapper(tokenizer) -> tuple[str, str]:
+    """(before, after) a tool result's text, as the chat template renders a tool message right
+    after an assistant turn and then opens the next assistant turn."""
+    call, result = "ARPO_CALL_SLOT", "ARPO_RESULT_SLOT"
+    messages = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": call},
+        {"role": "tool", "content": result},
+    ]
+    try:
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        before, after = text[text.index(call) + len(call) :].split(result)
+    except Exception as e:
+        raise ConfigError(
+            f"tools.format=hermes: the chat template cannot render a tool message "
+            f"({type(e).__name__}: {e}); use tools.format=tags"
+        ) from None
+    if "<tool_response>" not in before:
+        before, after = before + "<tool_response>\n", "\n</tool_response>" + after
+    return before, after
 
-    def __init__(self, registry: ToolRegistry):
+
+class HermesParser:
+    fmt = "hermes"
+    OPEN, CLOSE = "<tool_call>", "</tool_call>"
+    # Without a tokenizer: a tool message as the Qwen2.5 template renders it (a user turn).
+    END_TURN = "<|im_end|>"
+    QWEN_WRAPPER = (
+        "<|im_end|>\n<|im_start|>user\n<tool_response>\n",
+        "\n</tool_response><|im_end|>\n<|im_start|>assistant\n",
+    )
+
+    def __init__(self, registry: ToolRegistry, tokenizer=None):
         self.registry = registry
+        self.before, self.after = template_result_wrapper(tokenizer) if tokenizer else self.QWEN_WRAPPER
+        # The next assistant header: what the last line of the wrapper opens.
+        self.next_turn = self.after.rstrip("\n").rsplit("\n", 1)[-1] + "\n"
 
     def stop_strings(self) -> list[str]:
         return [self.CLOSE]
@@ -156,25 +202,23 @@ class HermesParser:
         return ToolCall(name, arguments, raw)
 
     def format_result(self, text: str) -> str:
-        return (
-            f"{self.END_TURN}\n{self.USER}<tool_response>\n{_body(text)}\n</tool_response>"
-            f"{self.END_TURN}\n{self.ASSISTANT}"
-        )
+        return f"{self.before}{_body(text)}{self.after}"
 
     def final_answer(self, text: str) -> str | None:
         """The `<answer>` if there is one, else the last assistant turn when it calls no tool."""
         tagged = _last_answer(text)
         if tagged is not None:
             return tagged
-        last_turn = _without_think(text.rsplit(self.ASSISTANT, 1)[-1]).replace(self.END_TURN, "").strip()
+        last_turn = _without_think(text.rsplit(self.next_turn, 1)[-1]).replace(self.END_TURN, "").strip()
         if not last_turn or self.OPEN in last_turn or "</tool_response>" in last_turn:
             return None
         return last_turn
 
 
-def make_parser(fmt: str, registry: ToolRegistry) -> TagParser | HermesParser:
+def make_parser(fmt: str, registry: ToolRegistry, tokenizer=None) -> TagParser | HermesParser:
+    """The parser of `fmt`; under hermes, `tokenizer`'s chat template shapes the tool messages."""
     if fmt == "tags":
         return TagParser(registry)
     if fmt == "hermes":
-        return HermesParser(registry)
+        return HermesParser(registry, tokenizer)
     raise ConfigError(f"tools.format={fmt!r} is not valid; choose one of 'tags', 'hermes'")

@@ -12,7 +12,7 @@ import torch
 from arpo.agent.engine import build_engine
 from arpo.agent.prompts import fitting_prompts
 from arpo.agent.rollout import Agent
-from arpo.agent.tools import agent_tools
+from arpo.agent.tools import agent_executor, agent_parser
 from arpo.config import Config
 from arpo.data import Example, load_dataset
 from arpo.errors import ConfigError
@@ -95,15 +95,24 @@ def build(cfg: Config, dist: Dist) -> Components:
         require_vllm()
     train_data, val_data = _load_data(cfg, dist.world)
     reward_fn = load_reward(cfg.reward)
-    parser, executor = agent_tools(cfg.tools, train_data)
+    executor = agent_executor(cfg.tools, train_data)  # MCP servers start here, before the model loads
+    try:
+        return _build_policy(cfg, dist, executor, reward_fn, train_data, val_data)
+    except BaseException:
+        executor.shutdown()  # stops the MCP servers that started
+        raise
 
+
+def _build_policy(cfg: Config, dist: Dist, executor, reward_fn, train_data, val_data) -> Components:
     model, tokenizer = load_model(cfg.model)
-    train_data = fitting_prompts(train_data, tokenizer, cfg.data.max_prompt_tokens, "train")
-    val_data = fitting_prompts(val_data, tokenizer, cfg.data.max_prompt_tokens, "held-out")
+    parser = agent_parser(cfg.tools, executor, tokenizer, train_data)
+    train_data = fitting_prompts(train_data, tokenizer, parser, cfg.data.max_prompt_tokens, "train")
+    val_data = fitting_prompts(val_data, tokenizer, parser, cfg.data.max_prompt_tokens, "held-out")
     model.to(dist.device)
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.algo.kl_coef > 0 else None
     if cfg.trainer.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     engine = _engine(cfg, model, tokenizer, dist)
     learner = _learner(cfg, model, tokenizer, ref_model, dist)
-    return Components(learner, Agent(tokenizer, engine, parser, executor, reward_fn), train_data, val_data)
+    agent = Agent(tokenizer, engine, parser, executor, reward_fn, cfg.tools.result_max_tokens)
+    return Components(learner, agent, train_data, val_data)

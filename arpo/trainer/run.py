@@ -45,6 +45,7 @@ def train(cfg: Config) -> dict:
         started = time.time()
         torch.manual_seed(cfg.seed)
         run = build(cfg, dist)
+        cleanup.callback(run.agent.executor.shutdown)  # MCP servers stop with the run, however it ends
         cleanup.callback(run.agent.engine.close)
         if dist.is_main:
             save_config(cfg, os.path.join(cfg.run_dir, "config.yaml"))

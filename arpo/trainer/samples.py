@@ -13,11 +13,14 @@ RESULT_CHARS = 500  # a tool result is cut to this many characters in the sample
 
 
 def _call_row(call: ToolCallRecord) -> dict:
+    """A tool call as logged: what was asked, what the model read, and what the budgets cut."""
     return {
         "name": call.name,
         "arguments": call.arguments,
         "result": call.result[:RESULT_CHARS],
         "error": call.error,
+        "result_tokens": call.result_tokens,
+        "truncated": call.truncated,
     }
 
 
@@ -42,7 +45,7 @@ def sample_rows(
                 "reward_info": info,
                 "advantage": advantages[gi][i],
                 "finish_reason": traj.finish_reason,
-                "tool_calls": [_call_row(call) for call in traj.tool_calls],
+                "calls": [_call_row(call) for call in traj.tool_calls],
                 "branches": group.stats.get("branches", 0),
             }
         )
