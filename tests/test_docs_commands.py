@@ -15,6 +15,8 @@ from arpo.eval.follow import load_eval_config
 from tests.conftest import ROOT
 
 FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.S | re.M)
+# A YAML block whose first line is `# name.yaml` is a recipe the README asks the reader to write.
+RECIPE_BLOCK = re.compile(r"^```yaml\n# ([\w.-]+\.ya?ml)\n(.*?)^```", re.S | re.M)
 
 
 def _logical_lines(block: str) -> list[str]:
@@ -61,8 +63,17 @@ def test_the_documentation_shows_commands():
     assert subcommands >= {"train", "eval", "config"}, COMMANDS
 
 
+@pytest.fixture
+def readme_recipes(tmp_path, monkeypatch):
+    """The recipes the README shows as files, written where its commands would find them."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        for name, body in RECIPE_BLOCK.findall(f.read()):
+            (tmp_path / name).write_text(body)
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize("where, args, expected", COMMANDS, ids=[" ".join(c[1]) for c in COMMANDS])
-def test_documented_command_resolves(where, args, expected):
+def test_documented_command_resolves(where, args, expected, readme_recipes):
     command, rest = args[0], args[1:]
     recipe, overrides = _split(rest)
 
