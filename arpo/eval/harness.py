@@ -23,6 +23,7 @@ from arpo.config.rollout import RolloutConfig
 from arpo.data import Example, load_dataset
 from arpo.data.loader import TASKS
 from arpo.eval.benchmarks import benchmarks
+from arpo.eval.bfcl import is_bfcl
 from arpo.eval.metrics import benchmark_metrics
 from arpo.eval.report import append_jsonl, print_table, transcript_rows, write_results
 from arpo.models import load_model
@@ -46,6 +47,10 @@ def load_benchmark(cfg: Config, spec: str) -> list[Example]:
 
 
 def evaluate(cfg: Config) -> dict:
+    if cfg.eval.compare or is_bfcl(cfg.eval.data):
+        from arpo.eval.bfcl.evaluate import run_bfcl
+
+        return run_bfcl(cfg)
     if cfg.rollout.engine == "vllm":
         require_vllm()
     rollout = protocol(cfg)
