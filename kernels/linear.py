@@ -26,11 +26,17 @@ import torch
 from ._common import KernelInputError, check_labels, check_temperature, resolve_impl, triton_module
 from .from_logits import reference_logprob_entropy_from_logits, softmax_stats
 
-# Values in one [N, chunk] block of logits / dz (torch: fp32 temporaries; Triton: the dz workspace).
-# CUDA: 64 MiB of bf16 dz, so that with the fp32 dh accumulator (128 MiB at N=8192, H=4096) and one
-# bf16 GEMM output the backward stays within dW + 256 MiB.
+# Values in one [rows, chunk] block of logits / dz (torch: fp32 temporaries; Triton: the dz workspace).
+# CUDA: 64 MiB of bf16 dz, so that with the fp32 dh accumulator (128 MiB at N=8192, H=4096) and its
+# final cast the backward stays within dW + 256 MiB.
 WORKSPACE_ELEMENTS = {"cpu": 4 * 2**20, "cuda": 32 * 2**20}
 CHUNK_MULTIPLE = 256
+# The narrowest vocabulary chunk on CUDA. Every chunk re-reads and re-writes the fp32 dh accumulator
+# of its token wave, so chunk count x tokens is the backward's extra traffic: with this floor the chunk
+# count stays below V / CHUNK_FLOOR and tokens beyond WORKSPACE / CHUNK_FLOOR go in further waves, so
+# the traffic grows with N, not N^2.
+# (On CPU the floor is CHUNK_MULTIPLE.)
+CHUNK_FLOOR = {"cuda": 4096}
 
 
 def reference_linear_logprob_entropy(hidden, weight, labels, temperature=1.0, ignore_index=-100):
@@ -40,11 +46,20 @@ def reference_linear_logprob_entropy(hidden, weight, labels, temperature=1.0, ig
     return reference_logprob_entropy_from_logits(logits, labels, temperature, ignore_index)
 
 
-def vocab_chunks(n: int, vocab: int, device: torch.device):
-    """[(v_begin, v_end)] covering the vocabulary with blocks of about WORKSPACE_ELEMENTS / n columns."""
-    budget = WORKSPACE_ELEMENTS["cuda" if device.type == "cuda" else "cpu"]
-    cols = max(CHUNK_MULTIPLE, budget // max(n, 1) // CHUNK_MULTIPLE * CHUNK_MULTIPLE)
-    return [(v, min(v + cols, vocab)) for v in range(0, vocab, cols)]
+def backward_plan(n: int, vocab: int, hidden_size: int, device: torch.device, fp32_dw: bool):
+    """(token waves, vocabulary chunks) of the backward, each a list of (begin, end) ranges.
+
+    Chunks hold about WORKSPACE / n columns (at least CHUNK_FLOOR); tokens beyond WORKSPACE / chunk go
+    in further waves. `fp32_dw` (a dW chunk accumulated in fp32) also caps a chunk at WORKSPACE / H."""
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    budget = WORKSPACE_ELEMENTS[kind]
+    cols = max(CHUNK_FLOOR.get(kind, CHUNK_MULTIPLE), budget // max(n, 1))
+    if fp32_dw:
+        cols = min(cols, max(CHUNK_MULTIPLE, budget // max(hidden_size, 1)))
+    cols = max(CHUNK_MULTIPLE, cols // CHUNK_MULTIPLE * CHUNK_MULTIPLE)
+    rows = max(1, budget // cols)
+    ranges = lambda total, step: [(i, min(i + step, total)) for i in range(0, total, step)]
+    return ranges(n, rows), ranges(vocab, cols)
 
 
 def merge_partials(parts: torch.Tensor):
@@ -59,7 +74,7 @@ def merge_partials(parts: torch.Tensor):
 def _torch_partials(hidden, weight, labels, inv_temp):
     cdt = hidden.dtype if hidden.dtype == torch.float64 else torch.float32
     h = hidden.to(cdt)
-    chunks = vocab_chunks(hidden.shape[0], weight.shape[0], hidden.device)
+    chunks = backward_plan(hidden.shape[0], weight.shape[0], hidden.shape[1], hidden.device, False)[1]
     parts = torch.empty((4, len(chunks), hidden.shape[0]), dtype=cdt, device=hidden.device)
     for i, (v0, v1) in enumerate(chunks):
         z = h @ weight[v0:v1].to(cdt).T
@@ -89,20 +104,52 @@ def _torch_dz(h, weight, labels, lse, mean_z, g_lp, g_ent, v0, v1, inv_temp):
     return dz.scatter_add_(1, local.clamp(0, v1 - v0 - 1).unsqueeze(1), target)
 
 
-def _triton_dz_writer(hidden, weight, labels, lse, mean_z, g_lp, g_ent, ctx, width):
-    """Returns (v0, v1) -> dz of that chunk, written by the Triton kernel into one reused workspace."""
+def _triton_dz_writer(hidden, weight, labels, lse, mean_z, g_lp, g_ent, ctx, shape):
+    """(r0, r1, v0, v1) -> dz of that block, written by the Triton kernel into one reused workspace."""
     kernels = triton_module("_linear_triton")
-    workspace = torch.empty((hidden.shape[0], width), dtype=hidden.dtype, device=hidden.device)
+    workspace = torch.empty(shape, dtype=hidden.dtype, device=hidden.device)
     g_lp, g_ent = g_lp.contiguous(), g_ent.contiguous()
 
-    def write(v0, v1):
-        dz = workspace[:, : v1 - v0]
-        kernels.write_dz(
-            dz, hidden, weight, labels, lse, mean_z, g_lp, g_ent, v0, v1, ctx.inv_temp, ctx.ignore_index
-        )
+    def write(r0, r1, v0, v1):
+        dz = workspace[: r1 - r0, : v1 - v0]
+        rows = (t[r0:r1] for t in (hidden, weight, labels, lse, mean_z, g_lp, g_ent))
+        hid, _, lab, ls, mz, glp, gent = rows
+        kernels.write_dz(dz, hid, weight, lab, ls, mz, glp, gent, v0, v1, ctx.inv_temp, ctx.ignore_index)
         return dz
 
     return write
+
+
+def _gemm(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, accumulate: bool) -> None:
+    """`out (+)= a @ b` with fp32 accumulation, also when `out` is fp32 and `a`, `b` are half."""
+    if out.dtype == a.dtype:
+        torch.addmm(out, a, b, beta=1 if accumulate else 0, out=out)
+    elif out.is_cuda:  # the GEMM accumulates straight into the fp32 output: no half temporary
+        torch.addmm(out, a, b, out_dtype=out.dtype, beta=1 if accumulate else 0, out=out)
+    else:  # that mixed-dtype GEMM exists on CUDA only; the same products in fp32
+        torch.addmm(out, a.to(out.dtype), b.to(out.dtype), beta=1 if accumulate else 0, out=out)
+
+
+def _grad_scale(g_lp: torch.Tensor, g_ent: torch.Tensor) -> torch.Tensor:
+    """A power of two bringing the largest upstream gradient into [1, 2): exact to apply and undo.
+
+    fp16 dz at token-mean scale (g ~ 1/65536) times p ~ 1/V falls below fp16's smallest subnormal."""
+    peak = torch.maximum(g_lp.abs().amax(), g_ent.abs().amax())
+    return torch.where(peak > 0, torch.exp2(-torch.floor(torch.log2(peak))), 1.0)
+
+
+def _dz_source(ctx, hidden, weight, labels, lse, mean_z, g_lp, g_ent, plan):
+    """(make_dz, h for the dW GEMM): make_dz(r0, r1, v0, v1) -> dz of that token x vocabulary block."""
+    waves, chunks = plan
+    if ctx.impl == "triton":
+        shape = (waves[0][1] - waves[0][0], chunks[0][1] - chunks[0][0])
+        return _triton_dz_writer(hidden, weight, labels, lse, mean_z, g_lp, g_ent, ctx, shape), hidden
+    h = hidden.to(lse.dtype)
+    make = lambda r0, r1, v0, v1: _torch_dz(
+        h[r0:r1], weight, labels[r0:r1], lse[r0:r1], mean_z[r0:r1], g_lp[r0:r1], g_ent[r0:r1], v0, v1,
+        ctx.inv_temp,
+    )  # fmt: skip
+    return make, h
 
 
 class LinearLogprobEntropy(torch.autograd.Function):
@@ -125,31 +172,38 @@ class LinearLogprobEntropy(torch.autograd.Function):
     def backward(ctx, g_logprob, g_entropy):
         hidden, weight, labels, lse, mean_z = ctx.saved_tensors
         need_h, need_w = ctx.needs_input_grad[:2]
+        if hidden.shape[0] == 0:
+            return torch.zeros_like(hidden), torch.zeros_like(weight), None, None, None, None
         active = labels != ctx.ignore_index
         g_lp = torch.where(active, g_logprob, 0) if g_logprob is not None else torch.zeros_like(lse)
         g_ent = torch.where(active, g_entropy, 0) if g_entropy is not None else torch.zeros_like(lse)
-        chunks = vocab_chunks(hidden.shape[0], weight.shape[0], hidden.device)
-        if ctx.impl == "triton":
-            h_gemm = hidden
-            width = chunks[0][1] - chunks[0][0] if chunks else 0
-            make_dz = _triton_dz_writer(hidden, weight, labels, lse, mean_z, g_lp, g_ent, ctx, width)
-        else:
-            h_gemm = hidden.to(lse.dtype)
-            make_dz = lambda v0, v1: _torch_dz(
-                h_gemm, weight, labels, lse, mean_z, g_lp, g_ent, v0, v1, ctx.inv_temp
-            )
-        dh = torch.zeros(hidden.shape, dtype=lse.dtype, device=hidden.device) if need_h else None
+        scale = _grad_scale(g_lp, g_ent) if ctx.impl == "triton" and hidden.dtype == torch.float16 else None
+        if scale is not None:
+            g_lp, g_ent = g_lp * scale, g_ent * scale
+        n, width = hidden.shape
+        plan = backward_plan(n, weight.shape[0], width, hidden.device, fp32_dw=scale is not None)
+        make_dz, h_gemm = _dz_source(ctx, hidden, weight, labels, lse, mean_z, g_lp, g_ent, plan)
+        waves, chunks = plan
+        # dW goes straight into its rows, unless it needs fp32 across token waves or an unscaling.
+        dw_direct = len(waves) == 1 and scale is None and weight.dtype == h_gemm.dtype
+        dh = torch.empty(hidden.shape, dtype=lse.dtype, device=hidden.device) if need_h else None
         dw = torch.empty_like(weight) if need_w else None
-        for v0, v1 in chunks:
-            dz = make_dz(v0, v1)
-            w_chunk = weight[v0:v1].to(dz.dtype)
-            if need_h:
-                if dz.dtype == dh.dtype:
-                    dh.addmm_(dz, w_chunk)
-                else:  # half-precision GEMM (fp32 accumulation inside cuBLAS), summed in fp32 here
-                    dh += dz @ w_chunk
-            if need_w:
-                dw[v0:v1] = dz.T @ h_gemm
+        for chunk, (v0, v1) in enumerate(chunks):
+            w_chunk = weight[v0:v1].to(h_gemm.dtype)
+            acc = None
+            if need_w and not dw_direct:
+                acc = torch.empty((v1 - v0, width), dtype=lse.dtype, device=hidden.device)
+            for wave, (r0, r1) in enumerate(waves):
+                dz = make_dz(r0, r1, v0, v1)
+                if need_h:
+                    _gemm(dh[r0:r1], dz, w_chunk, accumulate=chunk > 0)
+                if need_w:
+                    _gemm(dw[v0:v1] if dw_direct else acc, dz.T, h_gemm[r0:r1], accumulate=wave > 0)
+            if acc is not None:
+                dw[v0:v1] = acc if scale is None else acc.div_(scale)
+        del make_dz  # frees the dz workspace before dh is cast
+        if need_h and scale is not None:
+            dh.div_(scale)
         return (dh.to(hidden.dtype) if need_h else None), dw, None, None, None, None
 
 
