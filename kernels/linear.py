@@ -104,10 +104,10 @@ def _torch_dz(h, weight, labels, lse, mean_z, g_lp, g_ent, v0, v1, inv_temp):
     return dz.scatter_add_(1, local.clamp(0, v1 - v0 - 1).unsqueeze(1), target)
 
 
-def _triton_dz_writer(hidden, weight, labels, lse, mean_z, g_lp, g_ent, ctx, shape):
+def _triton_dz_writer(hidden, weight, labels, lse, mean_z, g_lp, g_ent, ctx, shape, dtype):
     """(r0, r1, v0, v1) -> dz of that block, written by the Triton kernel into one reused workspace."""
     kernels = triton_module("_linear_triton")
-    workspace = torch.empty(shape, dtype=hidden.dtype, device=hidden.device)
+    workspace = torch.empty(shape, dtype=dtype, device=hidden.device)
     g_lp, g_ent = g_lp.contiguous(), g_ent.contiguous()
 
     def write(r0, r1, v0, v1):
@@ -130,21 +130,17 @@ def _gemm(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, accumulate: bool)
         torch.addmm(out, a.to(out.dtype), b.to(out.dtype), beta=1 if accumulate else 0, out=out)
 
 
-def _grad_scale(g_lp: torch.Tensor, g_ent: torch.Tensor) -> torch.Tensor:
-    """A power of two bringing the largest upstream gradient into [1, 2): exact to apply and undo.
-
-    fp16 dz at token-mean scale (g ~ 1/65536) times p ~ 1/V falls below fp16's smallest subnormal."""
-    peak = torch.maximum(g_lp.abs().amax(), g_ent.abs().amax())
-    return torch.where(peak > 0, torch.exp2(-torch.floor(torch.log2(peak))), 1.0)
-
-
 def _dz_source(ctx, hidden, weight, labels, lse, mean_z, g_lp, g_ent, plan):
     """(make_dz, h for the dW GEMM): make_dz(r0, r1, v0, v1) -> dz of that token x vocabulary block."""
     waves, chunks = plan
-    if ctx.impl == "triton":
+    if ctx.impl == "triton" and hidden.dtype != torch.float16:
         shape = (waves[0][1] - waves[0][0], chunks[0][1] - chunks[0][0])
-        return _triton_dz_writer(hidden, weight, labels, lse, mean_z, g_lp, g_ent, ctx, shape), hidden
+        dz = _triton_dz_writer(hidden, weight, labels, lse, mean_z, g_lp, g_ent, ctx, shape, hidden.dtype)
+        return dz, hidden
     h = hidden.to(lse.dtype)
+    if ctx.impl == "triton":  # fp16: p * g at token-mean scale (~1e-10) underflows fp16, so dz is fp32
+        shape = (waves[0][1] - waves[0][0], chunks[0][1] - chunks[0][0])
+        return _triton_dz_writer(hidden, weight, labels, lse, mean_z, g_lp, g_ent, ctx, shape, h.dtype), h
     make = lambda r0, r1, v0, v1: _torch_dz(
         h[r0:r1], weight, labels[r0:r1], lse[r0:r1], mean_z[r0:r1], g_lp[r0:r1], g_ent[r0:r1], v0, v1,
         ctx.inv_temp,
@@ -177,15 +173,12 @@ class LinearLogprobEntropy(torch.autograd.Function):
         active = labels != ctx.ignore_index
         g_lp = torch.where(active, g_logprob, 0) if g_logprob is not None else torch.zeros_like(lse)
         g_ent = torch.where(active, g_entropy, 0) if g_entropy is not None else torch.zeros_like(lse)
-        scale = _grad_scale(g_lp, g_ent) if ctx.impl == "triton" and hidden.dtype == torch.float16 else None
-        if scale is not None:
-            g_lp, g_ent = g_lp * scale, g_ent * scale
         n, width = hidden.shape
-        plan = backward_plan(n, weight.shape[0], width, hidden.device, fp32_dw=scale is not None)
+        plan = backward_plan(n, weight.shape[0], width, hidden.device, fp32_dw=hidden.dtype == torch.float16)
         make_dz, h_gemm = _dz_source(ctx, hidden, weight, labels, lse, mean_z, g_lp, g_ent, plan)
         waves, chunks = plan
-        # dW goes straight into its rows, unless it needs fp32 across token waves or an unscaling.
-        dw_direct = len(waves) == 1 and scale is None and weight.dtype == h_gemm.dtype
+        # dW goes straight into its rows, unless it is summed in fp32 over token waves or from fp32 dz.
+        dw_direct = len(waves) == 1 and weight.dtype == h_gemm.dtype
         dh = torch.empty(hidden.shape, dtype=lse.dtype, device=hidden.device) if need_h else None
         dw = torch.empty_like(weight) if need_w else None
         for chunk, (v0, v1) in enumerate(chunks):
@@ -200,10 +193,8 @@ class LinearLogprobEntropy(torch.autograd.Function):
                 if need_w:
                     _gemm(dw[v0:v1] if dw_direct else acc, dz.T, h_gemm[r0:r1], accumulate=wave > 0)
             if acc is not None:
-                dw[v0:v1] = acc if scale is None else acc.div_(scale)
+                dw[v0:v1] = acc
         del make_dz  # frees the dz workspace before dh is cast
-        if need_h and scale is not None:
-            dh.div_(scale)
         return (dh.to(hidden.dtype) if need_h else None), dw, None, None, None, None
 
 
