@@ -11,10 +11,12 @@ paths), `hidden` and `weight` of the same dtype.
 
 The forward streams the vocabulary keeping four fp32 numbers per token (running max, sum of
 exponentials, exponential-weighted logit sum, target logit) and saves `lse` and `b/s` (8 bytes per
-token). The backward recomputes logits one vocabulary chunk at a time, forms
+token). The backward recomputes logits one [token wave x vocabulary chunk] block at a time, forms
 `dz = (g_logp * (onehot(y) - p) - g_H * p * (z - b/s)) / T` (the `z - b/s` form stays finite when `p`
-underflows) and accumulates `dh += dz @ W_chunk`, `dW_chunk = dz.T @ h`. Peak extra memory is one
-`[N, chunk]` block, chunk chosen so it holds `WORKSPACE_ELEMENTS` values (at least 256 columns).
+underflows) and accumulates `dh += dz @ W_chunk` in fp32 inside the GEMM and `dW_chunk = dz.T @ h`
+straight into dW's rows (through an fp32 chunk when there are several token waves or fp32 dz). Peak
+extra memory: the fp32 dh plus one block of `WORKSPACE_ELEMENTS` values (`backward_plan`). dz has
+the input dtype, except fp32 for fp16 inputs (fp16 cannot hold `g * p` at token-mean scale).
 
 `impl`: "auto" (Triton on CUDA tensors, else torch), "triton" (kernels in `_linear_triton.py`; on CPU
 only under `TRITON_INTERPRET=1`), "torch" (the same algorithm with torch matmuls per chunk: the CPU
