@@ -276,3 +276,54 @@ def test_triton_cases_run_the_kernels_in_the_interpreter(impl):
         ("_from_logits_triton", "_forward_kernel"),
     ):
         assert isinstance(getattr(sys.modules[f"arpo.kernels.{module}"], kernel), InterpretedFunction)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_linear_backward_in_several_token_waves(impl, monkeypatch):
+    """A workspace smaller than N x the narrowest chunk: tokens go in waves, dW sums them in fp32."""
+    monkeypatch.setitem(linear.WORKSPACE_ELEMENTS, "cpu", 16 * 256)
+    hidden, weight, labels = linear_case(n=50, h=20, v=600, seed=12)
+    waves, chunks = linear.backward_plan(50, 600, 20, torch.device("cpu"), fp32_dw=False)
+    assert len(waves) == 4 and len(chunks) == 3  # 16 rows x 256 columns per block
+    check_linear(hidden, weight, labels, upstream(50, seed=13), 0.9, impl)
+
+
+def test_backward_plan_floor_keeps_chunks_wide(monkeypatch):
+    cuda = torch.device("cuda")
+    waves, chunks = linear.backward_plan(8192, 152064, 4096, cuda, fp32_dw=False)
+    assert (len(waves), len(chunks)) == (1, 38) and chunks[0] == (0, 4096)
+    waves, chunks = linear.backward_plan(32768, 152064, 4096, cuda, fp32_dw=False)
+    assert (len(waves), len(chunks)) == (4, 38)  # traffic grows with N: 4 waves, not 4x the chunks
+
+
+@pytest.mark.skipif(not _common.triton_available(), reason="triton is not installed")
+def test_split_count_fills_waves_and_bounds_resident_token_blocks():
+    from arpo.kernels._linear_triton import split_count
+
+    assert split_count(64, 152064, 132, 25) == 6  # 384 programs: 2.91 waves of 132
+    assert split_count(1, 152064, 132, 25) >= 66  # one token block: the splits fill the device
+    assert split_count(3, 1100, 2, 1000) == 2  # the interpreter's model: 6 programs on 2 slots
+    assert split_count(1, 200, 132, 25) == 1  # never more splits than SPLIT_COLUMNS blocks
+
+
+def test_programs_per_sm_from_registers_and_shared_memory():
+    from arpo.kernels._config import programs_per_sm
+
+    h100 = (132, 65536, 2048, 233472, 50 * 2**20)
+    assert programs_per_sm(255, 65536, 8, h100) == 1
+    assert programs_per_sm(128, 65536, 8, h100) == 2
+    assert programs_per_sm(64, 120 * 1024, 4, h100) == 1  # shared memory binds
+    assert programs_per_sm(32, 0, 1, h100) == 32
+
+
+@pytest.mark.parametrize("impl", [TRITON_CASE])
+def test_tile_config_from_the_environment(impl, monkeypatch):
+    from arpo.kernels import _config
+
+    monkeypatch.setenv(_config.ENV, "BLOCK_N=16,BLOCK_V=32,BLOCK_H=16,num_warps=4,num_stages=2")
+    assert _config.choose("forward", torch.float32) == _config.TileConfig(16, 32, 16, 4, 2)
+    hidden, weight, labels = linear_case(n=20, h=24, v=100, seed=14)
+    check_linear(hidden, weight, labels, upstream(20, seed=15), 1.0, impl)
+    monkeypatch.setenv(_config.ENV, "BLOCK_N=16,BLOCK_V=32")
+    with pytest.raises(KernelInputError, match="ARPO_TRITON_CONFIG"):
+        linear_logprob_entropy(hidden.float(), weight.float(), labels, impl=impl)
