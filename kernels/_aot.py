@@ -26,8 +26,8 @@ from ._config import PINNED, TileConfig
 from ._linear_triton import KERNELS, precision
 
 _TYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
-_INPUTS = ("h_ptr", "w_ptr", "dz_ptr")
-_CONSTEXPRS = ("PRECISION", "BLOCK_N", "BLOCK_V", "BLOCK_H")
+_INPUTS = ("h_ptr", "w_ptr", "bias_ptr", "dz_ptr")
+_CONSTEXPRS = ("PRECISION", "BLOCK_N", "BLOCK_V", "BLOCK_H", "HAS_BIAS", "HAS_SOFTCAP")
 _ALIGNED = ("H", "stride_h", "stride_w", "stride_dz")
 H100_SHARED_BYTES = 227 * 1024  # opt-in shared memory per block on H100 / H200 (sm_90)
 
@@ -48,8 +48,9 @@ def _source(kernel: str, dtype: torch.dtype, config: TileConfig) -> ASTSource:
                 _TYPES[dtype] if name in _INPUTS else "i64" if name == "y_ptr" else "fp32"
             )
         else:
-            signature[name] = "fp32" if name == "inv_temp" else "i32"
+            signature[name] = "fp32" if name in ("inv_temp", "softcap") else "i32"
     constexprs = {"PRECISION": precision(dtype), "BLOCK_N": config.block_n}
+    constexprs |= {"HAS_BIAS": False, "HAS_SOFTCAP": False}
     constexprs |= {"BLOCK_V": config.block_v, "BLOCK_H": config.block_h}
     aligned = [i for i, name in enumerate(fn.arg_names) if name.endswith("_ptr") or name in _ALIGNED]
     return ASTSource(fn, signature, constexprs, {(i,): [["tt.divisibility", 16]] for i in aligned})

@@ -16,8 +16,8 @@ IMPLS = ("auto", "triton", "torch", "reference")
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
-class KernelInputError(ArpoError):
-    """Bad input to a kernel: wrong shape, dtype, label or option."""
+class KernelInputError(ArpoError, ValueError):
+    """Bad input to a kernel: wrong shape, dtype, label or option (a ValueError, as elsewhere)."""
 
 
 def interpreting() -> bool:

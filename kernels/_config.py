@@ -133,18 +133,19 @@ class _Unfit(Exception):
     """A config that spills registers or does not fit the device (autotuning skips it)."""
 
 
-def launch(kernel, grid, args, config: TileConfig, precision: str):
+def launch(kernel, grid, args, config: TileConfig, constexprs: dict):
+    """`kernel[grid](*args)` with the config's tiles and the kernel's other compile-time constants."""
     if setting() == "autotune" and not interpreting():
-        compiled(kernel, args, config, precision)  # raises _Unfit for a spilling or oversized config
-    kernel[grid](*args, PRECISION=precision, **config.launch_kwargs())
+        compiled(kernel, args, config, constexprs)  # raises _Unfit for a spilling or oversized config
+    kernel[grid](*args, **constexprs, **config.launch_kwargs())
 
 
-def compiled(kernel, args, config: TileConfig, precision: str):
+def compiled(kernel, args, config: TileConfig, constexprs: dict):
     """The loaded CompiledKernel of this launch (compiling it if needed; CUDA only)."""
     from triton.runtime.errors import OutOfResources
 
     try:
-        binary = kernel.warmup(*args, grid=(1,), PRECISION=precision, **config.launch_kwargs())
+        binary = kernel.warmup(*args, grid=(1,), **constexprs, **config.launch_kwargs())
         binary._init_handles()
     except OutOfResources as exc:
         raise _Unfit(str(exc)) from exc
@@ -175,11 +176,11 @@ def programs_per_sm(regs: int, shared: int, num_warps: int, limits) -> int:
     return max(1, min(by_regs, by_threads, by_smem, 32))
 
 
-def resident_programs(kernel, args, config: TileConfig, precision: str, device: torch.device) -> int:
+def resident_programs(kernel, args, config: TileConfig, constexprs: dict, device: torch.device) -> int:
     """Programs of this launch resident on the whole device at once."""
     if interpreting():
         return INTERPRETER_SMS
-    binary = compiled(kernel, args, config, precision)
+    binary = compiled(kernel, args, config, constexprs)
     limits = _device_limits(device.index if device.index is not None else torch.cuda.current_device())
     return limits[0] * programs_per_sm(binary.n_regs, binary.metadata.shared, config.num_warps, limits)
 

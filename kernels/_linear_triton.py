@@ -29,9 +29,18 @@ WAVE_EFFICIENCY = 0.9
 
 
 @triton.jit
+def _tanh(x):
+    """tanh through one exp, finite for every x."""
+    e = tl.exp(-2.0 * tl.abs(x))
+    t = (1.0 - e) / (1.0 + e)
+    return tl.where(x >= 0, t, -t)
+
+
+@triton.jit
 def _logit_tile(
     h_ptr,
     w_ptr,
+    bias_ptr,
     rows,
     cols,
     row_ok,
@@ -40,12 +49,16 @@ def _logit_tile(
     stride_h,
     stride_w,
     inv_temp,
+    softcap,
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
     PRECISION: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SOFTCAP: tl.constexpr,
 ):
-    """fp32 tile z[rows, cols] = (h[rows] @ W[cols].T) * inv_temp."""
+    """fp32 tile z[rows, cols] = cap(h[rows] @ W[cols].T + bias[cols]) * inv_temp,
+    cap(x) = softcap * tanh(x / softcap) when HAS_SOFTCAP."""
     acc = tl.zeros((BLOCK_N, BLOCK_V), dtype=tl.float32)
     # 64-bit row offsets: V * H passes 2^31 for large vocabularies.
     h_rows = h_ptr + rows.to(tl.int64)[:, None] * stride_h
@@ -56,6 +69,10 @@ def _logit_tile(
         h = tl.load(h_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
         w = tl.load(w_cols + ks[:, None], mask=col_ok[None, :] & k_ok[:, None], other=0.0)
         acc = tl.dot(h, w, acc, input_precision=PRECISION)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    if HAS_SOFTCAP:
+        acc = softcap * _tanh(acc / softcap)
     return acc * inv_temp
 
 
@@ -65,6 +82,7 @@ def _logit_tile(
 def _linear_forward_kernel(
     h_ptr,
     w_ptr,
+    bias_ptr,
     y_ptr,
     parts_ptr,
     part_stride,
@@ -74,11 +92,14 @@ def _linear_forward_kernel(
     stride_h,
     stride_w,
     inv_temp,
+    softcap,
     cols_per_split,
     PRECISION: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SOFTCAP: tl.constexpr,
 ):
     split = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -96,6 +117,7 @@ def _linear_forward_kernel(
         z = _logit_tile(
             h_ptr,
             w_ptr,
+            bias_ptr,
             rows,
             cols,
             row_ok,
@@ -104,10 +126,13 @@ def _linear_forward_kernel(
             stride_h,
             stride_w,
             inv_temp,
+            softcap,
             BLOCK_N,
             BLOCK_V,
             BLOCK_H,
             PRECISION,
+            HAS_BIAS,
+            HAS_SOFTCAP,
         )
         m_new = tl.maximum(m, tl.max(tl.where(col_ok[None, :], z, float("-inf")), axis=1))
         rescale = tl.exp(m - m_new)
@@ -128,6 +153,7 @@ def _linear_forward_kernel(
 def _linear_dz_kernel(
     h_ptr,
     w_ptr,
+    bias_ptr,
     y_ptr,
     lse_ptr,
     mean_ptr,
@@ -142,11 +168,14 @@ def _linear_dz_kernel(
     stride_w,
     stride_dz,
     inv_temp,
+    softcap,
     ignore_index,
     PRECISION: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SOFTCAP: tl.constexpr,
 ):
     cols = v_begin + tl.program_id(0) * BLOCK_V + tl.arange(0, BLOCK_V)
     rows = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -161,6 +190,7 @@ def _linear_dz_kernel(
     z = _logit_tile(
         h_ptr,
         w_ptr,
+        bias_ptr,
         rows,
         cols,
         row_ok,
@@ -169,16 +199,22 @@ def _linear_dz_kernel(
         stride_h,
         stride_w,
         inv_temp,
+        softcap,
         BLOCK_N,
         BLOCK_V,
         BLOCK_H,
         PRECISION,
+        HAS_BIAS,
+        HAS_SOFTCAP,
     )
     keep = active[:, None] & col_ok[None, :]
     # exp(-inf) = 0 outside the chunk and on ignored rows, where z - lse means nothing and may overflow.
     p = tl.exp(tl.where(keep, z - lse[:, None], float("-inf")))
     dz = -p * (g_lp[:, None] + g_ent[:, None] * (z - mean_z[:, None]))
     dz += tl.where(cols[None, :] == y[:, None], g_lp[:, None], 0.0)
+    if HAS_SOFTCAP:  # d(softcap * tanh(x / softcap)) / dx = 1 - tanh^2, tanh = z / (softcap * inv_temp)
+        capped = z / (softcap * inv_temp)
+        dz = dz * (1.0 - capped * capped)
     dz = tl.where(keep, dz * inv_temp, 0.0)
     tl.store(
         dz_ptr + rows.to(tl.int64)[:, None] * stride_dz + (cols - v_begin)[None, :],
@@ -195,6 +231,10 @@ def precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+def constexprs(dtype: torch.dtype, bias, softcap) -> dict:
+    return {"PRECISION": precision(dtype), "HAS_BIAS": bias is not None, "HAS_SOFTCAP": softcap is not None}
+
+
 def split_count(row_blocks: int, vocab: int, slots: int, resident_row_blocks: int) -> int:
     """Vocabulary splits for `row_blocks` token blocks on `slots` resident programs.
 
@@ -208,16 +248,17 @@ def split_count(row_blocks: int, vocab: int, slots: int, resident_row_blocks: in
     return next((s for s in candidates if fill(s) >= WAVE_EFFICIENCY), max(candidates, key=fill))
 
 
-def _forward_launch(hidden, weight, labels, inv_temp, config):
+def _forward_launch(hidden, weight, bias, labels, inv_temp, softcap, config):
     """Launch the forward with `config`; returns the partials [4, splits, N]."""
     n, h = hidden.shape
     vocab = weight.shape[0]
-    prec = precision(hidden.dtype)
-    args = lambda parts: (hidden, weight, labels, parts, parts.stride(0), n, vocab, h)
-    tail = (hidden.stride(0), weight.stride(0), inv_temp)
+    consts = constexprs(hidden.dtype, bias, softcap)
+    head = (hidden, weight, hidden if bias is None else bias, labels)
+    args = lambda parts: (*head, parts, parts.stride(0), n, vocab, h)
+    tail = (hidden.stride(0), weight.stride(0), inv_temp, softcap or 1.0)
     probe = torch.empty((4, 1, n), dtype=torch.float32, device=hidden.device)
     slots = _config.resident_programs(
-        _linear_forward_kernel, (*args(probe), *tail, SPLIT_COLUMNS), config, prec, hidden.device
+        _linear_forward_kernel, (*args(probe), *tail, SPLIT_COLUMNS), config, consts, hidden.device
     )
     h_block_bytes = config.block_n * h * hidden.element_size()
     resident = _config.l2_bytes(hidden.device) // 2 // h_block_bytes
@@ -226,16 +267,16 @@ def _forward_launch(hidden, weight, labels, inv_temp, config):
     splits = triton.cdiv(vocab, cols)
     parts = torch.empty((4, splits, n), dtype=torch.float32, device=hidden.device)
     grid = (splits, triton.cdiv(n, config.block_n))
-    _config.launch(_linear_forward_kernel, grid, (*args(parts), *tail, cols), config, prec)
+    _config.launch(_linear_forward_kernel, grid, (*args(parts), *tail, cols), config, consts)
     return parts
 
 
-def forward_partials(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, inv_temp: float):
+def forward_partials(hidden, weight, bias, labels, inv_temp: float, softcap: float | None):
     """Per-split (m, s, b, target logit), each [splits, N] fp32, of the scaled logits."""
     n, h = hidden.shape
     if n == 0:
         return torch.empty((4, 1, 0), dtype=torch.float32, device=hidden.device)
-    trial = lambda config: _forward_launch(hidden, weight, labels, inv_temp, config)
+    trial = lambda config: _forward_launch(hidden, weight, bias, labels, inv_temp, softcap, config)
     config = _config.choose("forward", hidden.dtype, trial, key=(h, triton.next_power_of_2(n)))
     return trial(config)
 
@@ -244,6 +285,7 @@ def write_dz(
     dz: torch.Tensor,
     hidden,
     weight,
+    bias,
     labels,
     lse,
     mean_z,
@@ -252,17 +294,21 @@ def write_dz(
     v_begin: int,
     v_end: int,
     inv_temp: float,
+    softcap: float | None,
     ignore_index: int,
 ) -> None:
-    """Fill `dz [N, v_end - v_begin]` with the logit gradient of that vocabulary chunk."""
+    """Fill `dz [N, v_end - v_begin]` with the gradient of that vocabulary chunk's logits (before the
+    bias and the softcap: the gradient of hidden @ W.T)."""
     n, h = hidden.shape
     if n == 0:
         return
-    args = (hidden, weight, labels, lse, mean_z, g_logprob, g_entropy, dz, n, h, v_begin, v_end)
-    args += (hidden.stride(0), weight.stride(0), dz.stride(0), inv_temp, ignore_index)
+    args = (hidden, weight, hidden if bias is None else bias, labels, lse, mean_z, g_logprob, g_entropy, dz)
+    args += (n, h, v_begin, v_end, hidden.stride(0), weight.stride(0), dz.stride(0))
+    args += (inv_temp, softcap or 1.0, ignore_index)
+    consts = constexprs(hidden.dtype, bias, softcap)
 
     def trial(config):
         grid = (triton.cdiv(v_end - v_begin, config.block_v), triton.cdiv(n, config.block_n))
-        _config.launch(_linear_dz_kernel, grid, args, config, precision(hidden.dtype))
+        _config.launch(_linear_dz_kernel, grid, args, config, consts)
 
     trial(_config.choose("dz", hidden.dtype, trial, key=(h, triton.next_power_of_2(n))))

@@ -327,3 +327,61 @@ def test_tile_config_from_the_environment(impl, monkeypatch):
     monkeypatch.setenv(_config.ENV, "BLOCK_N=16,BLOCK_V=32")
     with pytest.raises(KernelInputError, match="ARPO_TRITON_CONFIG"):
         linear_logprob_entropy(hidden.float(), weight.float(), labels, impl=impl)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_batched_shifted_call_equals_the_2d_call_on_shifted_tensors(impl):
+    hidden, weight, _ = linear_case(n=3 * 9, h=24, v=300, seed=16)
+    ids = torch.randint(0, 300, (3, 9), generator=torch.Generator().manual_seed(17))
+    ids[1, 4] = -100
+    batched = hidden.float().view(3, 9, 24).requires_grad_()
+    logp, ent = linear_logprob_entropy(batched, weight.float(), ids, 0.8, impl=impl, shift=True)
+    assert logp.shape == ent.shape == (3, 8)
+    g = torch.randn(2, 3, 8, generator=torch.Generator().manual_seed(18))
+    ((logp * g[0]).sum() + (ent * g[1]).sum()).backward()
+    flat = batched.detach()[:, :-1].reshape(-1, 24).requires_grad_()
+    flat_logp, flat_ent = linear_logprob_entropy(flat, weight.float(), ids[:, 1:].reshape(-1), 0.8, impl=impl)
+    ((flat_logp * g[0].reshape(-1)).sum() + (flat_ent * g[1].reshape(-1)).sum()).backward()
+    assert torch.equal(logp.reshape(-1), flat_logp) and torch.equal(ent.reshape(-1), flat_ent)
+    assert torch.equal(batched.grad[:, :-1].reshape(-1, 24), flat.grad)
+    assert (batched.grad[:, -1] == 0).all() and logp[1, 3] == 0  # no next token; an ignored label
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("softcap, with_bias", [(None, True), (2.5, False), (2.5, True)])
+def test_softcap_and_bias_match_torch_in_value_and_gradient(impl, softcap, with_bias, small_chunks):
+    hidden, weight, labels = linear_case(n=37, h=70, v=600, seed=19)
+    weight = weight * 3  # logits well past the cap
+    bias = torch.randn(600, generator=torch.Generator().manual_seed(20), dtype=torch.float64) * 2
+    g_lp, g_ent = upstream(37, seed=21)
+
+    def grads(dtype, fn):
+        h, w = hidden.to(dtype).requires_grad_(), weight.to(dtype).requires_grad_()
+        b = bias.to(dtype).requires_grad_() if with_bias else None
+        logp, ent = fn(h, w, b)
+        ((logp * g_lp.to(logp.dtype)).sum() + (ent * g_ent.to(ent.dtype)).sum()).backward()
+        return [logp, ent, h.grad, w.grad] + ([b.grad] if with_bias else [])
+
+    def torch_math(h, w, b):  # written out here, independent of the package
+        logits = h @ w.T + (b if b is not None else 0)
+        if softcap is not None:
+            logits = softcap * torch.tanh(logits / softcap)
+        logp = torch.log_softmax(logits / 0.7, -1)
+        active = labels != -100
+        picked = logp.gather(1, labels.clamp(min=0)[:, None])[:, 0]
+        return torch.where(active, picked, 0), torch.where(active, -(logp.exp() * logp).sum(-1), 0)
+
+    fused = lambda h, w, b: linear_logprob_entropy(h, w, labels, 0.7, impl=impl, softcap=softcap, bias=b)
+    names = ["logprob", "entropy", "d_hidden", "d_weight", "d_bias"]
+    for name, a, e in zip(names, grads(torch.float32, fused), grads(torch.float64, torch_math)):
+        assert_close(a.detach(), e.detach(), what=name)
+
+
+def test_kernel_input_errors_are_value_errors():
+    hidden, weight, labels = linear_case()
+    with pytest.raises(ValueError, match="softcap"):
+        linear_logprob_entropy(hidden, weight, labels, softcap=0.0)
+    with pytest.raises(ValueError, match="bias"):
+        linear_logprob_entropy(hidden, weight, labels, bias=torch.zeros(5))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        linear_logprob_entropy(hidden.view(1, 37, 70), weight, labels)
