@@ -89,24 +89,24 @@ def _check_per_token(n: int, **tensors) -> None:
 
 
 def linear_tree_loss(
-    hidden,
-    weight,
-    labels,
-    old_logprob,
-    s_plus,
-    s_minus,
-    w,
-    ref_logprob=None,
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    old_logprob: torch.Tensor,
+    s_plus: torch.Tensor,
+    s_minus: torch.Tensor,
+    w: torch.Tensor,
+    ref_logprob: torch.Tensor | None = None,
     *,
-    eps_low=0.2,
-    eps_high=0.2,
-    dual_clip_c=3.0,
-    kl_coef=0.0,
-    entropy_coef=0.0,
-    temperature=1.0,
-    ignore_index=-100,
-    impl="auto",
-):
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    dual_clip_c: float = 3.0,
+    kl_coef: float = 0.0,
+    entropy_coef: float = 0.0,
+    temperature: float = 1.0,
+    ignore_index: int = -100,
+    impl: str = "auto",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Tree loss and per-token diagnostics; see the module docstring."""
     if hidden.dim() != 2:
         raise KernelInputError(f"hidden must have shape [N, H], got {list(hidden.shape)}")
