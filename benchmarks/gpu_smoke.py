@@ -26,11 +26,11 @@ NEW_TOKENS = 24
 
 
 def sampler_smoke(model, tok) -> str:
-    from arpo.rollout.config import SamplerConfig
-    from arpo.rollout.engine import Engine
+    from arpo.config.rollout import SamplerConfig
     from arpo.rollout.interface import SamplingParams
+    from arpo.rollout.native.engine import NativeEngine
 
-    engine = Engine(model, tok, SamplerConfig(block_size=16, num_blocks=256))
+    engine = NativeEngine(model, tok, SamplerConfig(block_size=16, num_blocks=256))
     gen = torch.Generator().manual_seed(0)
     params = SamplingParams(temperature=1.0, max_new_tokens=NEW_TOKENS, seed=1)
     ids = [
@@ -52,9 +52,9 @@ def sampler_smoke(model, tok) -> str:
 
 
 def training_smoke(model) -> str:
-    from arpo.algo.config import AlgoConfig
     from arpo.algo.policy import policy_loss_backward
     from arpo.algo.synthetic import synthetic_group
+    from arpo.config.algo import AlgoConfig
 
     rng = random.Random(0)
     groups = [synthetic_group(rng, g, model.config.vocab_size, n_traj=6) for g in range(PROMPTS)]

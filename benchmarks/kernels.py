@@ -32,6 +32,7 @@ dW within 8e-3 relative (bf16 dz and bf16 gradients).
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
