@@ -14,7 +14,8 @@ BFCL_EVAL ?= bfcl-eval==2026.3.23
 BFCL_VENV ?= .venv-bfcl
 BFCL_STAMP := $(BFCL_VENV)/.arpo-bfcl
 ARGS ?=
-GPU_OUT ?= gpu-check
+# `make gpu-check` writes to $OUT when set (the GPU session's output folder); DRY=1 shows the flow on CPU.
+GPU_OUT ?= $(or $(OUT),gpu-check)
 
 .PHONY: setup bfcl train train-shop test lint gpu-check clean
 
@@ -63,9 +64,10 @@ lint: $(STAMP)
 test: lint $(VLLM_STAMP) $(BFCL_STAMP)
 	$(PY) -m pytest -q tests
 
-# On a CUDA machine with torch/triton/transformers already installed (no venv, no downloads).
+# On a CUDA machine with torch/triton/transformers already installed (no venv, no downloads); the
+# entry point itself is `bash benchmarks/gpu_check.sh OUT_DIR` (where make may be missing).
 gpu-check:
-	bash benchmarks/gpu_check.sh $(GPU_OUT)
+	bash benchmarks/gpu_check.sh $(if $(DRY),--dry-run) $(GPU_OUT)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

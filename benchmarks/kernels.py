@@ -4,6 +4,9 @@
     python -m benchmarks.kernels --quick                # one small shape (GPU: N=8192, H=4096, V=152064)
     python -m benchmarks.kernels --shapes 4096x576x49152,1024x576x49152 --reps 3
     python -m benchmarks.kernels --out DIR              # also write DIR/kernels.json
+    python -m benchmarks.kernels --check                # GPU: also check the fused kernel at the first shape
+    python -m benchmarks.kernels --plan                 # print shapes, methods and repetitions; run nothing
+    python -m benchmarks.kernels --compile-stats        # any machine: sm_90a registers, spills, shared memory
 
 For every shape and method: median time of forward (autograd on), backward, and both; TFLOP/s on the
 nominal 2NHV (forward), 6NHV (backward: logit recompute + two GEMMs) and 8NHV (both) for every method;
@@ -16,14 +19,20 @@ cache from an earlier case hides allocations. Times alternate the methods every 
 the load of a shared machine falls on both alike. Also times one sampler decode step
 (`logprob_entropy_from_logits` on [B, V] logits, no grad) against the materialised reference.
 
-GPU (bf16): methods `fused` (impl="triton"), `materialised` (eager fp32 logits), `compiled`
-(`torch.compile` of the materialised function) and, where installed, cut-cross-entropy and Liger's
-fused linear cross entropy (log-prob only, so their backward receives g_logp only). Memory is
-`torch.cuda.max_memory_allocated` minus the allocation before the call.
+GPU (every method in bf16): `fused` (impl="triton"), `eager-bf16` (bf16 GEMM to bf16 [N, V] logits,
+then fp32 log-softmax and entropy), `compiled` (`torch.compile` of eager-bf16), `cublas-floor` (the
+three bf16 GEMMs alone: logits forward, `dz @ W` and `dz.T @ h` backward, no softmax: what no
+logit-recomputing kernel can beat by more than its recompute) and, where installed, cut-cross-entropy
+and Liger's fused linear cross entropy (log-prob only, so their backward receives g_logp only). Memory
+is `torch.cuda.max_memory_allocated` minus the allocation before the call. `--check` compares the fused
+kernel at the first shape with an fp32 computation on the same bf16 inputs (TF32 off), upstream
+gradients at token-mean scale: values within 1e-4 relative, each token's dh and each vocabulary row's
+dW within 8e-3 relative (bf16 dz and bf16 gradients).
 """
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -68,9 +77,34 @@ def parse_shapes(text: str) -> list[tuple[int, int, int]]:
 
 
 def materialised(hidden, weight, labels):
-    """Eager torch with fp32 [N, V] logits: what training code does without a fused kernel."""
+    """Eager torch with fp32 [N, V] logits (the CPU baseline)."""
     logits = hidden.float() @ weight.float().T
     return reference_logprob_entropy_from_logits(logits, labels)
+
+
+def eager_bf16(hidden, weight, labels):
+    """What training code does without a fused kernel: a bf16 GEMM to [N, V] logits, fp32 softmax."""
+    return reference_logprob_entropy_from_logits(hidden @ weight.T, labels)
+
+
+class CublasFloor(torch.autograd.Function):
+    """Only the three GEMMs: logits = h @ W.T; backward dh = dz @ W, dW = dz.T @ h with the logits
+    buffer standing in for dz (its values do not matter for the time)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight):
+        logits = hidden @ weight.T
+        ctx.save_for_backward(hidden, weight, logits)
+        return logits[:, 0].float()
+
+    @staticmethod
+    def backward(ctx, grad):
+        hidden, weight, dz = ctx.saved_tensors
+        return dz @ weight, dz.T @ hidden
+
+
+def cublas_floor(hidden, weight, labels):
+    return (CublasFloor.apply(hidden, weight),)
 
 
 def fused(impl):
@@ -251,14 +285,20 @@ def run_decode_steps(report, reps=50) -> None:
     torch.set_num_threads(threads)
 
 
-def run_gpu(shapes, reps, report) -> None:
+def gpu_methods() -> dict:
     methods = {
         "fused": fused("triton"),
-        "materialised": materialised,
-        "compiled": torch.compile(materialised),
+        "eager-bf16": eager_bf16,
+        "compiled": torch.compile(eager_bf16),
+        "cublas-floor": cublas_floor,
     }
     methods.update(competitor_methods())
-    for shape in shapes:
+    return methods
+
+
+def run_gpu(shapes, reps, report, check: bool) -> None:
+    methods = gpu_methods()
+    for index, shape in enumerate(shapes):
         inputs = make_inputs(*shape, torch.bfloat16, "cuda")
         for method, fn in methods.items():
             try:
@@ -271,6 +311,50 @@ def run_gpu(shapes, reps, report) -> None:
                 result = {"error": f"{type(exc).__name__}: {exc}"[:200]}
             torch.cuda.empty_cache()
             report.add({"method": method, "shape": list(shape), **result})
+        if check and index == 0:
+            report.add_check(correctness(inputs))
+            torch.cuda.empty_cache()
+
+
+def _worst_row_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """max over rows of ||actual - expected|| / ||expected|| (rows with a zero reference: ||actual||)."""
+    err = (actual.float() - expected).norm(dim=1)
+    norm = expected.norm(dim=1)
+    return torch.where(norm > 0, err / norm.clamp(min=1e-30), err).max().item()
+
+
+def correctness(inputs) -> dict:
+    """The fused kernel against fp32 math on the same bf16 inputs, token-mean upstream gradients."""
+    hidden, weight, labels = inputs
+    n = hidden.shape[0]
+    grads = torch.randn(2, n, device="cuda", generator=torch.Generator(device="cuda").manual_seed(1)) / n
+    results = []
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        for fn, cast in ((fused("triton"), torch.bfloat16), (materialised, torch.float32)):
+            h = hidden.detach().to(cast).requires_grad_()
+            w = weight.detach().to(cast).requires_grad_()
+            logp, ent = fn(h, w, labels)
+            torch.autograd.backward((logp, ent), (grads[0], grads[1]))
+            results.append((logp.detach(), ent.detach(), h.grad, w.grad))
+            del h, w
+            torch.cuda.empty_cache()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    (logp, ent, dh, dw), (ref_logp, ref_ent, ref_dh, ref_dw) = results
+    relative = lambda a, e: ((a - e).abs() / e.abs().clamp(min=1.0)).max().item()
+    check = {
+        "shape": list(hidden.shape) + [weight.shape[0]],
+        "logprob_max_rel_error": relative(logp, ref_logp),
+        "entropy_max_rel_error": relative(ent, ref_ent),
+        "d_hidden_worst_row_rel_error": _worst_row_error(dh, ref_dh),
+        "d_weight_worst_row_rel_error": _worst_row_error(dw, ref_dw),
+    }
+    values_ok = max(check["logprob_max_rel_error"], check["entropy_max_rel_error"]) <= 1e-4
+    grads_ok = max(check["d_hidden_worst_row_rel_error"], check["d_weight_worst_row_rel_error"]) <= 8e-3
+    check["verdict"] = "PASS" if values_ok and grads_ok else "FAIL"
+    return check
 
 
 # ---------------------------------------------------------------- reporting
@@ -312,6 +396,15 @@ class Report:
         print(list(table_rows([record]))[-1], flush=True)
         self.save()
 
+    def add_check(self, check: dict) -> None:
+        self.data["check"] = check
+        print(
+            "correctness "
+            + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in check.items()),
+            flush=True,
+        )
+        self.save()
+
     def add_decode(self, record: dict) -> None:
         self.data["decode"].append(record)
         print(
@@ -345,6 +438,21 @@ class Report:
         append_result(title, d["command"], "\n".join(lines), d["machine"])
 
 
+def print_compile_stats() -> None:
+    """The pinned configs compiled for sm_90a, as a markdown table (for RESULTS.md)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "arpo.kernels._aot"], capture_output=True, text=True, env=env, check=True
+    )
+    print("| kernel | dtype | pinned config | registers | spill stores / loads (B) | shared memory (KiB) |")
+    print("|---|---|---|---|---|---|")
+    for line in proc.stdout.splitlines():
+        s = json.loads(line)
+        cells = [s["kernel"], s["dtype"], s["config"], s["registers"]]
+        cells += [f"{s['spill_stores']} / {s['spill_loads']}", f"{s['shared_bytes'] / 1024:.0f}"]
+        print("| " + " | ".join(map(str, cells)) + " |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one small shape")
@@ -353,13 +461,19 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 3 CPU, 10 GPU)")
     parser.add_argument("--out", type=Path, help="also write the figures as DIR/kernels.json")
     parser.add_argument("--no-append", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    parser.add_argument("--check", action="store_true", help="GPU: check the fused kernel at the first shape")
+    parser.add_argument("--plan", action="store_true", help="print shapes, methods and reps; run nothing")
+    parser.add_argument("--compile-stats", action="store_true", help="sm_90a compile figures (no GPU needed)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(cpu_worker(json.loads(args.worker))))
         return
+    if args.compile_stats:
+        print_compile_stats()
+        return
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    if device == "cuda" and not torch.cuda.is_available():
+    if device == "cuda" and not torch.cuda.is_available() and not args.plan:
         raise SystemExit("--device cuda: no CUDA device here")
     shapes = (
         parse_shapes(args.shapes)
@@ -372,13 +486,21 @@ def main(argv=None):
         }[device, args.quick]
     )
     reps = args.reps or (3 if device == "cpu" else 10)
+    if args.plan:
+        names = list(CPU_METHODS) if device == "cpu" else ["fused", "eager-bf16", "compiled", "cublas-floor"]
+        print(f"plan: device {device}, {reps} timed reps after one warm-up, methods {', '.join(names)}")
+        print("plan: shapes " + ", ".join("x".join(map(str, shape)) for shape in shapes))
+        print(
+            f"plan: correctness check at {'x'.join(map(str, shapes[0]))}: {args.check and device == 'cuda'}"
+        )
+        return
     command = "python -m benchmarks.kernels " + " ".join(argv if argv is not None else sys.argv[1:])
     report = Report(device, command.strip(), args.out)
     if device == "cpu":
         run_cpu(shapes, reps, report)
         run_decode_steps(report)
     else:
-        run_gpu(shapes, reps, report)
+        run_gpu(shapes, reps, report, args.check)
     if not args.no_append:
         report.append_to_results()
 

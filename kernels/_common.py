@@ -16,8 +16,8 @@ IMPLS = ("auto", "triton", "torch", "reference")
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
-class KernelInputError(ArpoError):
-    """Bad input to a kernel: wrong shape, dtype, label or option."""
+class KernelInputError(ArpoError, ValueError):
+    """Bad input to a kernel: wrong shape, dtype, label or option (a ValueError, as elsewhere)."""
 
 
 def interpreting() -> bool:
@@ -71,15 +71,17 @@ def check_temperature(temperature: float) -> None:
 def check_labels(labels: torch.Tensor, n: int, vocab: int, ignore_index: int) -> None:
     """Labels are [n] integers in [0, vocab) or `ignore_index`; anything else is an error.
 
-    The range check reads one flag back from the device (a sync on CUDA)."""
+    On CUDA the range check runs on the device without a host sync (a bad label then stops the
+    stream with this message at the next synchronisation); on CPU it raises here."""
     if labels.dim() != 1 or labels.shape[0] != n:
         raise KernelInputError(f"labels must have shape [{n}], got {list(labels.shape)}")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise KernelInputError(f"labels must be an integer tensor, got {labels.dtype}")
     if n == 0:
         return
-    low, high = labels.aminmax()
-    if bool((low < 0) | (high >= vocab)) and bool(
-        ((labels != ignore_index) & ((labels < 0) | (labels >= vocab))).any()
-    ):
-        raise KernelInputError(f"labels must lie in [0, {vocab}) or equal ignore_index={ignore_index}")
+    message = f"labels must lie in [0, {vocab}) or equal ignore_index={ignore_index}"
+    inside = ((labels >= 0) & (labels < vocab)) | (labels == ignore_index)
+    if labels.is_cuda:
+        torch._assert_async(inside.all(), f"arpo.kernels: {message}")
+    elif not bool(inside.all()):
+        raise KernelInputError(message)

@@ -3,44 +3,44 @@
 Forward: each program owns a block of tokens and one contiguous split of the vocabulary. It streams
 vocabulary tiles of `z = (h @ W.T) / T` (fp32 accumulation) and keeps, per token, the running max
 `m`, `s = sum e^(z-m)`, `b = sum e^(z-m) z` and the target logit. The per-split partials are merged
-in a fixed order on the host side, so results are deterministic (no atomics).
+in a fixed order on the host side, so results are deterministic (no atomics). The split index is the
+fastest grid axis: the programs resident at one time share a few token blocks (their `h` rows stay in
+L2) and walk the splits' weight tiles side by side.
 
 Backward (`dz` kernel): recompute the logit tiles of one vocabulary chunk and write
 `dz = (g_logp * (onehot(y) - p) - g_H * p * (z - b/s)) / T` into a bounded workspace; cuBLAS then does
-`dh += dz @ W_chunk` and `dW_chunk = dz.T @ h`. Neither kernel accumulates into its output, so the
-autotuner needs no `reset_to_zero`/`restore_value`.
+`dh += dz @ W_chunk` and `dW_chunk = dz.T @ h`. The vocabulary block is the fastest grid axis, so the
+resident programs share one token block of `h` and the chunk's weights stay in L2.
+
+Neither kernel accumulates into its output, so any config may be timed on real buffers. Tile configs
+come from `_config.py` (pinned per dtype, `ARPO_TRITON_CONFIG` to override or autotune).
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from ._common import interpreting
+from . import _config
 
-# Vocabulary splits are multiples of this many columns, itself a multiple of every BLOCK_V below.
+# Vocabulary splits are multiples of this many columns, itself a multiple of every BLOCK_V.
 SPLIT_COLUMNS = 256
-# The interpreter runs one fixed, large-tile config: its cost grows with the number of programs.
-_INTERPRETER_CONFIG = {"BLOCK_N": 64, "BLOCK_V": 128, "BLOCK_H": 64}
-_INTERPRETER_SMS = 2
+# Wave quantisation: the first split count whose programs fill this share of the last wave wins.
+WAVE_EFFICIENCY = 0.9
 
 
-def _configs():
-    return [
-        triton.Config({"BLOCK_N": bn, "BLOCK_V": bv, "BLOCK_H": bh}, num_warps=w, num_stages=st)
-        for bn, bv, bh, w, st in [
-            (128, 128, 64, 8, 3),
-            (128, 256, 64, 8, 3),
-            (64, 256, 64, 8, 4),
-            (128, 128, 32, 4, 4),
-            (64, 128, 64, 4, 4),
-        ]
-    ]
+@triton.jit
+def _tanh(x):
+    """tanh through one exp, finite for every x."""
+    e = tl.exp(-2.0 * tl.abs(x))
+    t = (1.0 - e) / (1.0 + e)
+    return tl.where(x >= 0, t, -t)
 
 
 @triton.jit
 def _logit_tile(
     h_ptr,
     w_ptr,
+    bias_ptr,
     rows,
     cols,
     row_ok,
@@ -49,12 +49,16 @@ def _logit_tile(
     stride_h,
     stride_w,
     inv_temp,
+    softcap,
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
     PRECISION: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SOFTCAP: tl.constexpr,
 ):
-    """fp32 tile z[rows, cols] = (h[rows] @ W[cols].T) * inv_temp."""
+    """fp32 tile z[rows, cols] = cap(h[rows] @ W[cols].T + bias[cols]) * inv_temp,
+    cap(x) = softcap * tanh(x / softcap) when HAS_SOFTCAP."""
     acc = tl.zeros((BLOCK_N, BLOCK_V), dtype=tl.float32)
     # 64-bit row offsets: V * H passes 2^31 for large vocabularies.
     h_rows = h_ptr + rows.to(tl.int64)[:, None] * stride_h
@@ -65,34 +69,40 @@ def _logit_tile(
         h = tl.load(h_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
         w = tl.load(w_cols + ks[:, None], mask=col_ok[None, :] & k_ok[:, None], other=0.0)
         acc = tl.dot(h, w, acc, input_precision=PRECISION)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    if HAS_SOFTCAP:
+        acc = softcap * _tanh(acc / softcap)
     return acc * inv_temp
 
 
-@triton.jit
+# The partials' plane stride varies with the split count: not specialising on it keeps one compiled
+# variant per config, so the variant probed for occupancy is the one that runs.
+@triton.jit(do_not_specialize=["part_stride"])
 def _linear_forward_kernel(
     h_ptr,
     w_ptr,
+    bias_ptr,
     y_ptr,
-    m_ptr,
-    s_ptr,
-    b_ptr,
-    zy_ptr,
+    parts_ptr,
+    part_stride,
     N,
     V,
     H,
     stride_h,
     stride_w,
     inv_temp,
+    softcap,
     cols_per_split,
-    n_bucket,
     PRECISION: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SOFTCAP: tl.constexpr,
 ):
-    pid_n = tl.program_id(0)
-    split = tl.program_id(1)
-    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    split = tl.program_id(0)
+    rows = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < N
     y = tl.load(y_ptr + rows, mask=row_ok, other=-1)
     m = tl.full((BLOCK_N,), float("-inf"), tl.float32)
@@ -107,6 +117,7 @@ def _linear_forward_kernel(
         z = _logit_tile(
             h_ptr,
             w_ptr,
+            bias_ptr,
             rows,
             cols,
             row_ok,
@@ -115,10 +126,13 @@ def _linear_forward_kernel(
             stride_h,
             stride_w,
             inv_temp,
+            softcap,
             BLOCK_N,
             BLOCK_V,
             BLOCK_H,
             PRECISION,
+            HAS_BIAS,
+            HAS_SOFTCAP,
         )
         m_new = tl.maximum(m, tl.max(tl.where(col_ok[None, :], z, float("-inf")), axis=1))
         rescale = tl.exp(m - m_new)
@@ -128,17 +142,18 @@ def _linear_forward_kernel(
         b = b * rescale + tl.sum(e * z, axis=1)
         m = m_new
         zy += tl.sum(tl.where((cols[None, :] == y[:, None]) & col_ok[None, :], z, 0.0), axis=1)
-    out = split * N + rows
-    tl.store(m_ptr + out, m, mask=row_ok)
-    tl.store(s_ptr + out, s, mask=row_ok)
-    tl.store(b_ptr + out, b, mask=row_ok)
-    tl.store(zy_ptr + out, zy, mask=row_ok)
+    out = parts_ptr + split * N + rows
+    tl.store(out, m, mask=row_ok)
+    tl.store(out + part_stride, s, mask=row_ok)
+    tl.store(out + 2 * part_stride, b, mask=row_ok)
+    tl.store(out + 3 * part_stride, zy, mask=row_ok)
 
 
 @triton.jit
 def _linear_dz_kernel(
     h_ptr,
     w_ptr,
+    bias_ptr,
     y_ptr,
     lse_ptr,
     mean_ptr,
@@ -153,15 +168,17 @@ def _linear_dz_kernel(
     stride_w,
     stride_dz,
     inv_temp,
+    softcap,
     ignore_index,
-    n_bucket,
     PRECISION: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_SOFTCAP: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = v_begin + tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
+    cols = v_begin + tl.program_id(0) * BLOCK_V + tl.arange(0, BLOCK_V)
+    rows = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < N
     col_ok = cols < v_end
     y = tl.load(y_ptr + rows, mask=row_ok, other=ignore_index)
@@ -173,6 +190,7 @@ def _linear_dz_kernel(
     z = _logit_tile(
         h_ptr,
         w_ptr,
+        bias_ptr,
         rows,
         cols,
         row_ok,
@@ -181,92 +199,93 @@ def _linear_dz_kernel(
         stride_h,
         stride_w,
         inv_temp,
+        softcap,
         BLOCK_N,
         BLOCK_V,
         BLOCK_H,
         PRECISION,
+        HAS_BIAS,
+        HAS_SOFTCAP,
     )
     keep = active[:, None] & col_ok[None, :]
     # exp(-inf) = 0 outside the chunk and on ignored rows, where z - lse means nothing and may overflow.
     p = tl.exp(tl.where(keep, z - lse[:, None], float("-inf")))
     dz = -p * (g_lp[:, None] + g_ent[:, None] * (z - mean_z[:, None]))
     dz += tl.where(cols[None, :] == y[:, None], g_lp[:, None], 0.0)
+    if HAS_SOFTCAP:  # d(softcap * tanh(x / softcap)) / dx = 1 - tanh^2, tanh = z / (softcap * inv_temp)
+        capped = z / (softcap * inv_temp)
+        dz = dz * (1.0 - capped * capped)
     dz = tl.where(keep, dz * inv_temp, 0.0)
     tl.store(
-        dz_ptr + rows[:, None] * stride_dz + (cols - v_begin)[None, :],
+        dz_ptr + rows.to(tl.int64)[:, None] * stride_dz + (cols - v_begin)[None, :],
         dz.to(dz_ptr.dtype.element_ty),
         mask=row_ok[:, None] & col_ok[None, :],
     )
 
 
-_forward_tuned = triton.autotune(_configs(), key=["n_bucket", "H", "V"])(_linear_forward_kernel)
-_dz_tuned = triton.autotune(_configs(), key=["n_bucket", "H"])(_linear_dz_kernel)
+KERNELS = {"forward": _linear_forward_kernel, "dz": _linear_dz_kernel}
 
 
-def _precision(dtype: torch.dtype) -> str:
+def precision(dtype: torch.dtype) -> str:
     # fp32 inputs get exact fp32 products; half types accumulate in fp32 either way.
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def _n_bucket(n: int) -> int:
-    return triton.next_power_of_2(max(n, 1))
+def constexprs(dtype: torch.dtype, bias, softcap) -> dict:
+    return {"PRECISION": precision(dtype), "HAS_BIAS": bias is not None, "HAS_SOFTCAP": softcap is not None}
 
 
-def _launch(kernel_tuned, kernel_plain, grid_of_meta, *args):
-    if interpreting():
-        kernel_plain[grid_of_meta(_INTERPRETER_CONFIG)](*args, **_INTERPRETER_CONFIG)
-    else:
-        kernel_tuned[grid_of_meta](*args)
+def split_count(row_blocks: int, vocab: int, slots: int, resident_row_blocks: int) -> int:
+    """Vocabulary splits for `row_blocks` token blocks on `slots` resident programs.
+
+    At least enough splits that the resident programs cover no more token blocks than L2 holds
+    (`resident_row_blocks`); then the first count whose last wave is WAVE_EFFICIENCY full, else the
+    fullest, up to one split per SPLIT_COLUMNS columns."""
+    most = max(1, triton.cdiv(vocab, SPLIT_COLUMNS))
+    least = min(most, max(1, triton.cdiv(slots, max(1, resident_row_blocks))))
+    candidates = range(least, min(most, max(4 * least, 2 * triton.cdiv(slots, row_blocks))) + 1)
+    fill = lambda s: row_blocks * s / (triton.cdiv(row_blocks * s, slots) * slots)
+    return next((s for s in candidates if fill(s) >= WAVE_EFFICIENCY), max(candidates, key=fill))
 
 
-def _vocab_splits(n: int, vocab: int, device: torch.device) -> tuple[int, int]:
-    """(number of splits, columns per split) giving about two programs per SM."""
-    sms = (
-        _INTERPRETER_SMS if interpreting() else torch.cuda.get_device_properties(device).multi_processor_count
-    )
-    row_blocks = max(1, triton.cdiv(n, 128))
-    wanted = max(1, min(triton.cdiv(2 * sms, row_blocks), triton.cdiv(vocab, SPLIT_COLUMNS)))
-    cols = triton.cdiv(triton.cdiv(vocab, wanted), SPLIT_COLUMNS) * SPLIT_COLUMNS
-    return triton.cdiv(vocab, cols), cols
-
-
-def forward_partials(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, inv_temp: float):
-    """Per-split (m, s, b, target logit), each [splits, N] fp32, of the scaled logits."""
+def _forward_launch(hidden, weight, bias, labels, inv_temp, softcap, config):
+    """Launch the forward with `config`; returns the partials [4, splits, N]."""
     n, h = hidden.shape
     vocab = weight.shape[0]
-    splits, cols = _vocab_splits(n, vocab, hidden.device)
-    parts = torch.empty((4, splits, n), dtype=torch.float32, device=hidden.device)
-    if n == 0:
-        return parts
-    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), splits)
-    _launch(
-        _forward_tuned,
-        _linear_forward_kernel,
-        grid,
-        hidden,
-        weight,
-        labels,
-        parts[0],
-        parts[1],
-        parts[2],
-        parts[3],
-        n,
-        vocab,
-        h,
-        hidden.stride(0),
-        weight.stride(0),
-        inv_temp,
-        cols,
-        _n_bucket(n),
-        _precision(hidden.dtype),
+    consts = constexprs(hidden.dtype, bias, softcap)
+    head = (hidden, weight, hidden if bias is None else bias, labels)
+    args = lambda parts: (*head, parts, parts.stride(0), n, vocab, h)
+    tail = (hidden.stride(0), weight.stride(0), inv_temp, softcap or 1.0)
+    probe = torch.empty((4, 1, n), dtype=torch.float32, device=hidden.device)
+    slots = _config.resident_programs(
+        _linear_forward_kernel, (*args(probe), *tail, SPLIT_COLUMNS), config, consts, hidden.device
     )
+    h_block_bytes = config.block_n * h * hidden.element_size()
+    resident = _config.l2_bytes(hidden.device) // 2 // h_block_bytes
+    splits = split_count(triton.cdiv(n, config.block_n), vocab, slots, resident)
+    cols = triton.cdiv(triton.cdiv(vocab, splits), SPLIT_COLUMNS) * SPLIT_COLUMNS
+    splits = triton.cdiv(vocab, cols)
+    parts = torch.empty((4, splits, n), dtype=torch.float32, device=hidden.device)
+    grid = (splits, triton.cdiv(n, config.block_n))
+    _config.launch(_linear_forward_kernel, grid, (*args(parts), *tail, cols), config, consts)
     return parts
+
+
+def forward_partials(hidden, weight, bias, labels, inv_temp: float, softcap: float | None):
+    """Per-split (m, s, b, target logit), each [splits, N] fp32, of the scaled logits."""
+    n, h = hidden.shape
+    if n == 0:
+        return torch.empty((4, 1, 0), dtype=torch.float32, device=hidden.device)
+    trial = lambda config: _forward_launch(hidden, weight, bias, labels, inv_temp, softcap, config)
+    config = _config.choose("forward", hidden.dtype, trial, key=(h, triton.next_power_of_2(n)))
+    return trial(config)
 
 
 def write_dz(
     dz: torch.Tensor,
     hidden,
     weight,
+    bias,
     labels,
     lse,
     mean_z,
@@ -275,34 +294,21 @@ def write_dz(
     v_begin: int,
     v_end: int,
     inv_temp: float,
+    softcap: float | None,
     ignore_index: int,
 ) -> None:
-    """Fill `dz [N, v_end - v_begin]` with the logit gradient of that vocabulary chunk."""
+    """Fill `dz [N, v_end - v_begin]` with the gradient of that vocabulary chunk's logits (before the
+    bias and the softcap: the gradient of hidden @ W.T)."""
     n, h = hidden.shape
     if n == 0:
         return
-    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(v_end - v_begin, meta["BLOCK_V"]))
-    _launch(
-        _dz_tuned,
-        _linear_dz_kernel,
-        grid,
-        hidden,
-        weight,
-        labels,
-        lse,
-        mean_z,
-        g_logprob,
-        g_entropy,
-        dz,
-        n,
-        h,
-        v_begin,
-        v_end,
-        hidden.stride(0),
-        weight.stride(0),
-        dz.stride(0),
-        inv_temp,
-        ignore_index,
-        _n_bucket(n),
-        _precision(hidden.dtype),
-    )
+    args = (hidden, weight, hidden if bias is None else bias, labels, lse, mean_z, g_logprob, g_entropy, dz)
+    args += (n, h, v_begin, v_end, hidden.stride(0), weight.stride(0), dz.stride(0))
+    args += (inv_temp, softcap or 1.0, ignore_index)
+    consts = constexprs(hidden.dtype, bias, softcap)
+
+    def trial(config):
+        grid = (triton.cdiv(v_end - v_begin, config.block_v), triton.cdiv(n, config.block_n))
+        _config.launch(_linear_dz_kernel, grid, args, config, consts)
+
+    trial(_config.choose("dz", hidden.dtype, trial, key=(h, triton.next_power_of_2(n))))

@@ -25,7 +25,9 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def reference_logprob_entropy_from_logits(logits, labels, temperature=1.0, ignore_index=-100):
+def reference_logprob_entropy_from_logits(
+    logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0, ignore_index: int = -100
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain torch: materialises log_softmax of the whole [N, V] block; differentiable."""
     z = logits.to(_compute_dtype(logits.dtype)) / temperature
     logp_all = torch.log_softmax(z, dim=-1)
@@ -121,8 +123,27 @@ class LogprobEntropyFromLogits(torch.autograd.Function):
         return dlogits, None, None, None, None
 
 
-def logprob_entropy_from_logits(logits, labels, temperature=1.0, ignore_index=-100, impl="auto"):
-    """Per-row (logprob, entropy) of softmax(logits / temperature); see the module docstring."""
+def logprob_entropy_from_logits(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 1.0,
+    ignore_index: int = -100,
+    impl: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row log-prob of each label and entropy of softmax(logits / temperature).
+
+    Args:
+        logits: `[N, V]` floating logits; -inf entries (a masked vocabulary) are allowed.
+        labels: `[N]` integer ids in `[0, V)` or `ignore_index` (those rows give 0, no gradient).
+        temperature: > 0.
+        impl: "auto" (Triton on CUDA, chunked torch on CPU), "triton", "torch" or "reference".
+
+    Returns:
+        `(logprob, entropy)`, each `[N]` fp32 (fp64 for fp64 logits), differentiable in `logits`.
+
+    Raises:
+        KernelInputError (a ValueError): bad shapes, dtypes, labels or options.
+    """
     if logits.dim() != 2:
         raise KernelInputError(f"logits must have shape [N, V], got {list(logits.shape)}")
     if not logits.dtype.is_floating_point:

@@ -276,3 +276,112 @@ def test_triton_cases_run_the_kernels_in_the_interpreter(impl):
         ("_from_logits_triton", "_forward_kernel"),
     ):
         assert isinstance(getattr(sys.modules[f"arpo.kernels.{module}"], kernel), InterpretedFunction)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_linear_backward_in_several_token_waves(impl, monkeypatch):
+    """A workspace smaller than N x the narrowest chunk: tokens go in waves, dW sums them in fp32."""
+    monkeypatch.setitem(linear.WORKSPACE_ELEMENTS, "cpu", 16 * 256)
+    hidden, weight, labels = linear_case(n=50, h=20, v=600, seed=12)
+    waves, chunks = linear.backward_plan(50, 600, 20, torch.device("cpu"), fp32_dw=False)
+    assert len(waves) == 4 and len(chunks) == 3  # 16 rows x 256 columns per block
+    check_linear(hidden, weight, labels, upstream(50, seed=13), 0.9, impl)
+
+
+def test_backward_plan_floor_keeps_chunks_wide(monkeypatch):
+    cuda = torch.device("cuda")
+    waves, chunks = linear.backward_plan(8192, 152064, 4096, cuda, fp32_dw=False)
+    assert (len(waves), len(chunks)) == (1, 38) and chunks[0] == (0, 4096)
+    waves, chunks = linear.backward_plan(32768, 152064, 4096, cuda, fp32_dw=False)
+    assert (len(waves), len(chunks)) == (4, 38)  # traffic grows with N: 4 waves, not 4x the chunks
+
+
+@pytest.mark.skipif(not _common.triton_available(), reason="triton is not installed")
+def test_split_count_fills_waves_and_bounds_resident_token_blocks():
+    from arpo.kernels._linear_triton import split_count
+
+    assert split_count(64, 152064, 132, 25) == 6  # 384 programs: 2.91 waves of 132
+    assert split_count(1, 152064, 132, 25) >= 66  # one token block: the splits fill the device
+    assert split_count(3, 1100, 2, 1000) == 2  # the interpreter's model: 6 programs on 2 slots
+    assert split_count(1, 200, 132, 25) == 1  # never more splits than SPLIT_COLUMNS blocks
+
+
+def test_programs_per_sm_from_registers_and_shared_memory():
+    from arpo.kernels._config import programs_per_sm
+
+    h100 = (132, 65536, 2048, 233472, 50 * 2**20)
+    assert programs_per_sm(255, 65536, 8, h100) == 1
+    assert programs_per_sm(128, 65536, 8, h100) == 2
+    assert programs_per_sm(64, 120 * 1024, 4, h100) == 1  # shared memory binds
+    assert programs_per_sm(32, 0, 1, h100) == 32
+
+
+@pytest.mark.parametrize("impl", [TRITON_CASE])
+def test_tile_config_from_the_environment(impl, monkeypatch):
+    from arpo.kernels import _config
+
+    monkeypatch.setenv(_config.ENV, "BLOCK_N=16,BLOCK_V=32,BLOCK_H=16,num_warps=4,num_stages=2")
+    assert _config.choose("forward", torch.float32) == _config.TileConfig(16, 32, 16, 4, 2)
+    hidden, weight, labels = linear_case(n=20, h=24, v=100, seed=14)
+    check_linear(hidden, weight, labels, upstream(20, seed=15), 1.0, impl)
+    monkeypatch.setenv(_config.ENV, "BLOCK_N=16,BLOCK_V=32")
+    with pytest.raises(KernelInputError, match="ARPO_TRITON_CONFIG"):
+        linear_logprob_entropy(hidden.float(), weight.float(), labels, impl=impl)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_batched_shifted_call_equals_the_2d_call_on_shifted_tensors(impl):
+    hidden, weight, _ = linear_case(n=3 * 9, h=24, v=300, seed=16)
+    ids = torch.randint(0, 300, (3, 9), generator=torch.Generator().manual_seed(17))
+    ids[1, 4] = -100
+    batched = hidden.float().view(3, 9, 24).requires_grad_()
+    logp, ent = linear_logprob_entropy(batched, weight.float(), ids, 0.8, impl=impl, shift=True)
+    assert logp.shape == ent.shape == (3, 8)
+    g = torch.randn(2, 3, 8, generator=torch.Generator().manual_seed(18))
+    ((logp * g[0]).sum() + (ent * g[1]).sum()).backward()
+    flat = batched.detach()[:, :-1].reshape(-1, 24).requires_grad_()
+    flat_logp, flat_ent = linear_logprob_entropy(flat, weight.float(), ids[:, 1:].reshape(-1), 0.8, impl=impl)
+    ((flat_logp * g[0].reshape(-1)).sum() + (flat_ent * g[1].reshape(-1)).sum()).backward()
+    assert torch.equal(logp.reshape(-1), flat_logp) and torch.equal(ent.reshape(-1), flat_ent)
+    assert torch.equal(batched.grad[:, :-1].reshape(-1, 24), flat.grad)
+    assert (batched.grad[:, -1] == 0).all() and logp[1, 3] == 0  # no next token; an ignored label
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("softcap, with_bias", [(None, True), (2.5, False), (2.5, True)])
+def test_softcap_and_bias_match_torch_in_value_and_gradient(impl, softcap, with_bias, small_chunks):
+    hidden, weight, labels = linear_case(n=37, h=70, v=600, seed=19)
+    weight = weight * 3  # logits well past the cap
+    bias = torch.randn(600, generator=torch.Generator().manual_seed(20), dtype=torch.float64) * 2
+    g_lp, g_ent = upstream(37, seed=21)
+
+    def grads(dtype, fn):
+        h, w = hidden.to(dtype).requires_grad_(), weight.to(dtype).requires_grad_()
+        b = bias.to(dtype).requires_grad_() if with_bias else None
+        logp, ent = fn(h, w, b)
+        ((logp * g_lp.to(logp.dtype)).sum() + (ent * g_ent.to(ent.dtype)).sum()).backward()
+        return [logp, ent, h.grad, w.grad] + ([b.grad] if with_bias else [])
+
+    def torch_math(h, w, b):  # written out here, independent of the package
+        logits = h @ w.T + (b if b is not None else 0)
+        if softcap is not None:
+            logits = softcap * torch.tanh(logits / softcap)
+        logp = torch.log_softmax(logits / 0.7, -1)
+        active = labels != -100
+        picked = logp.gather(1, labels.clamp(min=0)[:, None])[:, 0]
+        return torch.where(active, picked, 0), torch.where(active, -(logp.exp() * logp).sum(-1), 0)
+
+    fused = lambda h, w, b: linear_logprob_entropy(h, w, labels, 0.7, impl=impl, softcap=softcap, bias=b)
+    names = ["logprob", "entropy", "d_hidden", "d_weight", "d_bias"]
+    for name, a, e in zip(names, grads(torch.float32, fused), grads(torch.float64, torch_math)):
+        assert_close(a.detach(), e.detach(), what=name)
+
+
+def test_kernel_input_errors_are_value_errors():
+    hidden, weight, labels = linear_case()
+    with pytest.raises(ValueError, match="softcap"):
+        linear_logprob_entropy(hidden, weight, labels, softcap=0.0)
+    with pytest.raises(ValueError, match="bias"):
+        linear_logprob_entropy(hidden, weight, labels, bias=torch.zeros(5))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        linear_logprob_entropy(hidden.view(1, 37, 70), weight, labels)

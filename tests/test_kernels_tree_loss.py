@@ -161,3 +161,36 @@ def test_tree_loss_rejects_bad_input():
         linear_tree_loss(hidden, weight, labels, old, s_plus, s_minus[:-1], w)
     with pytest.raises(KernelInputError, match="dual_clip_c"):
         linear_tree_loss(hidden, weight, labels, old, s_plus, s_minus, w, dual_clip_c=0.5)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_far_off_ratio_and_reference_stay_finite_with_zero_gradient_past_the_clamps(impl):
+    """A ratio of e^100 and ref - logp = 95 overflow fp32 unclamped; past the clamps the terms are
+    constant (verl's behaviour): exactly the clamped values, and no gradient from those tokens."""
+    hidden, weight, labels, old, ref, member, adv, w_branch = make_tree(n=30, v=200, seed=7)
+    s_plus, s_minus, w = tree_inputs(member, adv, w_branch)
+    with torch.no_grad():
+        logp, _ = reference_linear_logprob_entropy(hidden, weight, labels)
+    far = torch.zeros(30, dtype=torch.bool)
+    far[[0, 1, 2]] = True
+    old = torch.where(far, logp - 100.0, old)  # r = e^100
+    ref = torch.where(far, logp + 95.0, ref)  # exp(ref - logp) = e^95
+    args = (labels, old, s_plus, s_minus, w, ref)
+    fused = lambda h, wt: linear_tree_loss(h, wt, *args, kl_coef=0.1, impl=impl, **CLIP)
+    loss, dh, dw, (_, aux) = grads_of(fused, hidden, weight, torch.float32)
+    assert torch.isfinite(loss) and torch.isfinite(dh).all() and torch.isfinite(dw).all()
+    assert torch.allclose(aux["ratio"][far].double(), torch.tensor(20.0).exp().double(), rtol=1e-6)
+    assert (dh[far] == 0).all()  # ratio clipped or clamped, KL exponent clamped: nothing flows back
+    near = lambda h, wt: linear_tree_loss(
+        h, wt, labels, torch.where(far, logp, old), s_plus, s_minus, w, torch.where(far, logp, ref),
+        kl_coef=0.1, impl=impl, **CLIP,
+    )  # fmt: skip
+    near_loss = grads_of(near, hidden, weight, torch.float32)[0]
+    k3_at_limit = torch.tensor(10.0).exp().item() - 10.0 - 1.0
+    expected_far = sum(  # per far token: ratio term at e^20 (clipped) + KL at the clamp, minus at r = 1
+        (-(1 + CLIP["eps_high"]) * s_plus[i] - CLIP["dual_clip_c"] * s_minus[i] + 0.1 * w[i] * k3_at_limit)
+        - (-s_plus[i] - s_minus[i])
+        for i in range(3)
+        if labels[i] != -100
+    )
+    assert abs((loss - near_loss).item() - float(expected_far)) <= 1e-4 * abs(float(expected_far))
