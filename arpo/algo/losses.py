@@ -2,6 +2,12 @@
 reference for the tree loss (whose per-unique-token form with two advantage sums lives in the fused kernel,
 `arpo.kernels.linear_tree_loss`); clip-higher, dual clip, k3 KL to a reference, entropy bonus; and
 the metrics, computed from weights so that the tree's equal the flat ones.
+
+Guards, as verl has them: the log-ratio `logp - old` is clamped to +-LOG_RATIO_CLAMP before `exp`
+(a ratio past e^88 would otherwise overflow to inf and turn the gradient into NaN), and so is the
+k3 exponent `ref - logp`, whose value is then clamped to at most K3_CLAMP. Past a clamp the gradient
+is 0 (`torch.clamp`'s), so one wild token cannot dominate or poison an update. The fused tree loss
+applies the same clamps.
 """
 
 from __future__ import annotations
@@ -10,11 +16,20 @@ import torch
 
 from arpo.config.algo import AlgoConfig
 
+LOG_RATIO_CLAMP = 20.0  # |logp - old| and |ref - logp| before exp
+K3_CLAMP = 10.0  # largest k3 value per token
+
+
+def policy_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
+    """`exp(logp - old)` with the log-ratio clamped to +-LOG_RATIO_CLAMP."""
+    return torch.exp(torch.clamp(logp - old_logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
+
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Schulman's k3 estimator of KL(pi || ref): exp(ref - logp) - (ref - logp) - 1 >= 0."""
-    d = ref_logp - logp
-    return torch.exp(d) - d - 1
+    """Schulman's k3 estimator of KL(pi || ref): exp(d) - d - 1 >= 0 with d = ref - logp, d clamped
+    to +-LOG_RATIO_CLAMP and the value to at most K3_CLAMP."""
+    d = torch.clamp(ref_logp - logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    return torch.clamp(torch.exp(d) - d - 1, max=K3_CLAMP)
 
 
 def flat_token_loss(
@@ -27,7 +42,7 @@ def flat_token_loss(
     ref_logp: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-token loss of one branch, the textbook way: max(-rA, -clip(r)A), dual-clipped at -cA for A < 0."""
-    ratio = torch.exp(logp - old_logp)
+    ratio = policy_ratio(logp, old_logp)
     clipped = torch.clamp(ratio, 1 - cfg.eps_low, 1 + cfg.eps_high)
     pg = torch.maximum(-ratio * adv, -clipped * adv)
     pg = torch.where(adv < 0, torch.minimum(pg, -cfg.dual_clip_c * adv), pg)
