@@ -3,11 +3,10 @@ reference for the tree loss (whose per-unique-token form with two advantage sums
 `arpo.kernels.linear_tree_loss`); clip-higher, dual clip, k3 KL to a reference, entropy bonus; and
 the metrics, computed from weights so that the tree's equal the flat ones.
 
-Guards, as verl has them: the log-ratio `logp - old` is clamped to +-LOG_RATIO_CLAMP before `exp`
-(a ratio past e^88 would otherwise overflow to inf and turn the gradient into NaN), and so is the
-k3 exponent `ref - logp`, whose value is then clamped to at most K3_CLAMP. Past a clamp the gradient
-is 0 (`torch.clamp`'s), so one wild token cannot dominate or poison an update. The fused tree loss
-applies the same clamps.
+Guards: the log-ratio `logp - old` is clamped to +-LOG_RATIO_LIMIT before `exp` (as verl does: a
+ratio past e^88 would overflow fp32 to inf and turn the gradient into NaN), and the k3 exponent
+`ref - logp` to +-KL_EXPONENT_LIMIT. Past a clamp the term is constant and its gradient 0, so one
+wild token cannot poison an update. The fused tree loss applies the same clamps.
 """
 
 from __future__ import annotations
@@ -16,20 +15,20 @@ import torch
 
 from arpo.config.algo import AlgoConfig
 
-LOG_RATIO_CLAMP = 20.0  # |logp - old| and |ref - logp| before exp
-K3_CLAMP = 10.0  # largest k3 value per token
+LOG_RATIO_LIMIT = 20.0  # |logp - old| before exp
+KL_EXPONENT_LIMIT = 10.0  # |ref - logp| before exp
 
 
 def policy_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
-    """`exp(logp - old)` with the log-ratio clamped to +-LOG_RATIO_CLAMP."""
-    return torch.exp(torch.clamp(logp - old_logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
+    """`exp(logp - old)` with the log-ratio clamped to +-LOG_RATIO_LIMIT."""
+    return torch.exp(torch.clamp(logp - old_logp, -LOG_RATIO_LIMIT, LOG_RATIO_LIMIT))
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Schulman's k3 estimator of KL(pi || ref): exp(d) - d - 1 >= 0 with d = ref - logp, d clamped
-    to +-LOG_RATIO_CLAMP and the value to at most K3_CLAMP."""
-    d = torch.clamp(ref_logp - logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
-    return torch.clamp(torch.exp(d) - d - 1, max=K3_CLAMP)
+    """Schulman's k3 estimator of KL(pi || ref): exp(d) - d - 1 >= 0, d = ref - logp clamped to
+    +-KL_EXPONENT_LIMIT."""
+    d = torch.clamp(ref_logp - logp, -KL_EXPONENT_LIMIT, KL_EXPONENT_LIMIT)
+    return torch.exp(d) - d - 1
 
 
 def flat_token_loss(
