@@ -5,11 +5,15 @@
                                  eps_low=0.2, eps_high=0.2, dual_clip_c=3.0, kl_coef=0.0, entropy_coef=0.0,
                                  temperature=1.0, ignore_index=-100, impl="auto")
 
-Per unique token u (docs/design.md, "The loss over the tree"), with `r = exp(logp - old_logprob)`:
+Per unique token u (docs/design.md, "The loss over the tree"), with
+`r = exp(clamp(logp - old_logprob, +-LOG_RATIO_LIMIT))`:
 
     L(u) = -min(r, 1 + eps_high) * s_plus(u) - min(max(r, 1 - eps_low), dual_clip_c) * s_minus(u)
            + kl_coef * w(u) * k3(u) - entropy_coef * w(u) * H(u)
-    k3 = exp(ref - logp) - (ref - logp) - 1            (only when ref_logprob is given)
+    k3 = exp(d) - d - 1,  d = clamp(ref - logp, +-KL_EXPONENT_LIMIT)   (only when ref_logprob is given)
+
+The clamps keep a stale or far-off token finite (a ratio of e^100 would overflow fp32): past a clamp the
+term is constant, so its gradient is zero, the behaviour of verl's PPO and low-variance KL losses.
 
 `s_plus` / `s_minus` are the sums of `w_i * A_i` over the branches through u with `A_i > 0` / `A_i < 0`
 and `w` the sum of their `w_i`, so `loss = sum_u L(u)` (0-dim fp32) equals the flat per-branch PPO loss
@@ -27,6 +31,10 @@ import torch
 
 from ._common import KernelInputError
 from .linear import linear_logprob_entropy
+
+# |logp - old_logprob| and |ref_logprob - logp| beyond these give a constant term (zero gradient).
+LOG_RATIO_LIMIT = 20.0
+KL_EXPONENT_LIMIT = 10.0
 
 
 def tree_loss_from_logprob(
@@ -49,12 +57,15 @@ def tree_loss_from_logprob(
     """The loss of the module docstring from per-token (logprob, entropy) [N]: (loss, aux)."""
     active = labels != ignore_index
     # Ignored tokens get ratio 1 and delta 0, so whatever their inputs hold cannot turn into NaN.
-    ratio = torch.exp(torch.where(active, logprob - old_logprob, 0))
+    log_ratio = torch.where(active, logprob - old_logprob, 0)
+    ratio = torch.exp(torch.clamp(log_ratio, -LOG_RATIO_LIMIT, LOG_RATIO_LIMIT))
     upper = torch.clamp(ratio, max=1 + eps_high)
     lower = torch.clamp(torch.clamp(ratio, min=1 - eps_low), max=dual_clip_c)
     per_token = -upper * s_plus - lower * s_minus
     if ref_logprob is not None and kl_coef:
-        delta = torch.where(active, ref_logprob - logprob, 0)
+        delta = torch.clamp(
+            torch.where(active, ref_logprob - logprob, 0), -KL_EXPONENT_LIMIT, KL_EXPONENT_LIMIT
+        )
         per_token = per_token + kl_coef * w * (torch.exp(delta) - delta - 1)
     if entropy_coef:
         per_token = per_token - entropy_coef * w * entropy
