@@ -6,7 +6,7 @@ the metrics, computed from weights so that the tree's equal the flat ones.
 Guards: the log-ratio `logp - old` is clamped to +-LOG_RATIO_LIMIT before `exp` (as verl does: a
 ratio past e^88 would overflow fp32 to inf and turn the gradient into NaN), and the k3 exponent
 `ref - logp` to +-KL_EXPONENT_LIMIT. Past a clamp the term is constant and its gradient 0, so one
-wild token cannot poison an update. The fused tree loss applies the same clamps.
+wild token cannot poison an update. The limits are the fused tree loss's, so both paths agree.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from __future__ import annotations
 import torch
 
 from arpo.config.algo import AlgoConfig
-
-LOG_RATIO_LIMIT = 20.0  # |logp - old| before exp
-KL_EXPONENT_LIMIT = 10.0  # |ref - logp| before exp
+from arpo.kernels.tree_loss import KL_EXPONENT_LIMIT, LOG_RATIO_LIMIT
 
 
 def policy_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
