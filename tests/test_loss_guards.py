@@ -15,8 +15,8 @@ if not torch.cuda.is_available():
 
 from arpo.kernels import _common, linear_tree_loss, reference_linear_logprob_entropy  # noqa: E402
 
-from arpo.algo.config import AlgoConfig  # noqa: E402
 from arpo.algo.losses import KL_EXPONENT_LIMIT, LOG_RATIO_LIMIT, flat_token_loss, k3_kl, policy_ratio  # noqa: E402
+from arpo.config.algo import AlgoConfig  # noqa: E402
 
 CFG = AlgoConfig(eps_low=0.2, eps_high=0.28, dual_clip_c=3.0, kl_coef=0.1, entropy_coef=0.01)
 # Per token: log-ratio logp - old, k3 exponent ref - logp, advantage. Tokens 0-3 lie past a clamp.
