@@ -95,7 +95,7 @@ def test_tree_loss_is_finite_with_wild_ratios(impl):
     h, wt = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
     loss, aux = linear_tree_loss(
         h, wt, labels, old, (w * adv).clamp(min=0), (w * adv).clamp(max=0), w, ref,
-        eps_low=CFG.eps_low, eps_high=CFG.eps_high, clip_c=CFG.dual_clip_c, kl_coef=CFG.kl_coef,
+        eps_low=CFG.eps_low, eps_high=CFG.eps_high, dual_clip_c=CFG.dual_clip_c, kl_coef=CFG.kl_coef,
         entropy_coef=CFG.entropy_coef, impl=impl,
     )  # fmt: skip
     loss.backward()
