@@ -55,6 +55,20 @@ def test_zero_std_groups_get_zero_advantage():
     assert metrics["frac_reward_zero_std"] == 0.5
 
 
+def test_equal_rewards_up_to_rounding_are_zero_std():
+    """Nine groups: two of equal rewards 0, two of eight rewards 1.1 (ARPO's reward with the tool
+    bonus, whose float std is ~2e-16, not 0), five with signal."""
+    groups = _groups(3, 9)
+    for g in groups[:4]:
+        g.trajectories = (g.trajectories * 8)[:8]
+        for t in g.trajectories:
+            t.reward = 0.0 if g is groups[0] or g is groups[1] else 1.1
+    adv, metrics = grpo_advantages(groups)
+    assert all(x == 0.0 for a in adv[:4] for x in a)
+    assert all(any(x != 0.0 for x in a) for a in adv[4:])
+    assert metrics["frac_reward_zero_std"] == pytest.approx(4 / 9)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_hard_attribution_is_mean_over_sharing_trajectories(seed):
     """Direct definition: trajectory k shares token p of i when their response prefixes up to p are

@@ -95,9 +95,9 @@ def test_checkpoint_export_reloads_in_transformers(tmp_path):
 
 
 def test_nan_gradients_skip_the_step(tmp_path, monkeypatch):
-    import arpo.trainer.run as run
+    import arpo.trainer.update as update
 
-    real = run.policy_loss_backward
+    real = update.policy_loss_backward
     calls = {"n": 0}
 
     def poisoned(model, *args, **kwargs):
@@ -107,7 +107,7 @@ def test_nan_gradients_skip_the_step(tmp_path, monkeypatch):
             next(model.parameters()).grad.fill_(float("nan"))
         return out
 
-    monkeypatch.setattr(run, "policy_loss_backward", poisoned)
+    monkeypatch.setattr(update, "policy_loss_backward", poisoned)
     run_train(tmp_path, "trainer.steps=2", "trainer.save_every=1", "trainer.keep_last=2")
     train_rows = [r for r in rows(tmp_path) if "actor/skipped" in r]
     assert [r["actor/skipped"] for r in train_rows] == [1.0, 0.0]
@@ -121,16 +121,16 @@ def test_nan_gradients_skip_the_step(tmp_path, monkeypatch):
 
 
 def test_repeated_nan_stops_with_a_clear_error(tmp_path, monkeypatch):
-    import arpo.trainer.run as run
+    import arpo.trainer.update as update
 
-    real = run.policy_loss_backward
+    real = update.policy_loss_backward
 
     def always_nan(model, *args, **kwargs):
         out = real(model, *args, **kwargs)
         next(model.parameters()).grad.fill_(float("nan"))
         return out
 
-    monkeypatch.setattr(run, "policy_loss_backward", always_nan)
+    monkeypatch.setattr(update, "policy_loss_backward", always_nan)
     with pytest.raises(ArpoError, match="consecutive steps had non-finite"):
         run_train(tmp_path, "trainer.steps=5", "trainer.save_every=0")
 

@@ -2,6 +2,11 @@
 reference for the tree loss (whose per-unique-token form with two advantage sums lives in the fused kernel,
 `arpo.kernels.linear_tree_loss`); clip-higher, dual clip, k3 KL to a reference, entropy bonus; and
 the metrics, computed from weights so that the tree's equal the flat ones.
+
+Guards: the log-ratio `logp - old` is clamped to +-LOG_RATIO_LIMIT before `exp` (as verl does: a
+ratio past e^88 would overflow fp32 to inf and turn the gradient into NaN), and the k3 exponent
+`ref - logp` to +-KL_EXPONENT_LIMIT. Past a clamp the term is constant and its gradient 0, so one
+wild token cannot poison an update. The limits are the fused tree loss's, so both paths agree.
 """
 
 from __future__ import annotations
@@ -9,11 +14,18 @@ from __future__ import annotations
 import torch
 
 from arpo.config.algo import AlgoConfig
+from arpo.kernels.tree_loss import KL_EXPONENT_LIMIT, LOG_RATIO_LIMIT
+
+
+def policy_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
+    """`exp(logp - old)` with the log-ratio clamped to +-LOG_RATIO_LIMIT."""
+    return torch.exp(torch.clamp(logp - old_logp, -LOG_RATIO_LIMIT, LOG_RATIO_LIMIT))
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Schulman's k3 estimator of KL(pi || ref): exp(ref - logp) - (ref - logp) - 1 >= 0."""
-    d = ref_logp - logp
+    """Schulman's k3 estimator of KL(pi || ref): exp(d) - d - 1 >= 0, d = ref - logp clamped to
+    +-KL_EXPONENT_LIMIT."""
+    d = torch.clamp(ref_logp - logp, -KL_EXPONENT_LIMIT, KL_EXPONENT_LIMIT)
     return torch.exp(d) - d - 1
 
 
@@ -27,7 +39,7 @@ def flat_token_loss(
     ref_logp: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-token loss of one branch, the textbook way: max(-rA, -clip(r)A), dual-clipped at -cA for A < 0."""
-    ratio = torch.exp(logp - old_logp)
+    ratio = policy_ratio(logp, old_logp)
     clipped = torch.clamp(ratio, 1 - cfg.eps_low, 1 + cfg.eps_high)
     pg = torch.maximum(-ratio * adv, -clipped * adv)
     pg = torch.where(adv < 0, torch.minimum(pg, -cfg.dual_clip_c * adv), pg)

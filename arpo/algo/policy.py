@@ -20,7 +20,7 @@ from collections import defaultdict
 import torch
 
 from arpo.algo.advantages import grpo_advantages, token_advantages
-from arpo.algo.losses import flat_token_loss, weighted_metrics
+from arpo.algo.losses import flat_token_loss, policy_ratio, weighted_metrics
 from arpo.algo.packing import TreeBatch, ancestor_block_mask, ancestor_mask, pack_groups, total_loss_tokens
 from arpo.algo.prefix_tree import build_prefix_tree
 from arpo.config.algo import AlgoConfig
@@ -252,7 +252,7 @@ def _flat_backward(model, groups, cfg, traj_adv, old_logprobs, ref_model, scale,
             w = w_token * torch.tensor(mask, dtype=torch.float32, device=device)
             old = logp.detach() if old is None else torch.tensor(old, dtype=torch.float32, device=device)
             total = total + flat_token_loss(logp, old, adv, w, entropy, cfg, ref).sum()
-            ratio = torch.exp(logp - old).detach()
+            ratio = policy_ratio(logp, old).detach()
             for k, v in weighted_metrics(
                 cfg, ratio, logp.detach(), old, entropy.detach(), w, w * (adv > 0), w * (adv < 0), ref
             ).items():

@@ -13,6 +13,10 @@ class AlgoConfig:
     dual_clip_c: float = 3.0
     kl_coef: float = 0.0
     entropy_coef: float = 0.0
+    # Log-probs the PPO ratio is taken against: the trainer's forward before the first update
+    # (recompute, safe when engine and trainer differ: vLLM, bf16) or the rollout engine's own
+    # (rollout: no extra forward pass).
+    old_logprobs: str = field(default="recompute", metadata={"choices": ("recompute", "rollout")})
     # Token budget of one packed micro-batch.
     micro_batch_tokens: int = 4096
     # tree: each shared prefix forwarded once (fused loss); flat: linearised trajectories (reference)

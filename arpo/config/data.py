@@ -1,5 +1,6 @@
 """`data`: the training and held-out datasets (built-in tasks or files) and how prompts are made."""
 
+import os
 from dataclasses import dataclass, field
 
 from arpo.errors import ConfigError
@@ -10,6 +11,10 @@ TASK_SYSTEM_PROMPTS = {"arith": "python", "multihop": "search", "shop": "shop"}
 
 @dataclass
 class DataConfig:
+    # Folder of downloaded data that recipes name as `${data.root}/...`: the ARPO authors' release
+    # laid out as arpo/rl/*.parquet, arpo/search_cache.json, arpo/eval/<set>/test.jsonl (README:
+    # "Recipes"). Default: the ARPO_DATA environment variable, else ./data.
+    root: str = field(default_factory=lambda: os.environ.get("ARPO_DATA", "data"))
     # A built-in task (`arith`, `shop`, `multihop`), or a parquet/JSONL file (or `eval/<set>` folder holding
     # test.jsonl) in verl/ARPO or question/answer form.
     train: str = "arith"

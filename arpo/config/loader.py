@@ -77,30 +77,44 @@ def recipe_path(recipe: str) -> str:
     raise ConfigError(f"recipe not found: {recipe} (shipped recipes: {names})")
 
 
+def _recipe_layers(recipe: str, seen: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
+    """(path, mapping) of a recipe and of the recipes it builds on, base first: a recipe's `base:`
+    names another recipe (relative to its own folder) whose keys it overrides."""
+    if not os.path.isfile(recipe):
+        raise ConfigError(f"recipe not found: {recipe}")
+    if os.path.abspath(recipe) in seen:
+        raise ConfigError(f"{recipe}: recipes name each other as base in a cycle")
+    try:
+        with open(recipe) as f:
+            loaded = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{recipe}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{recipe}: a recipe must be a YAML mapping of config keys")
+    base = loaded.pop("base", None)
+    if base is None:
+        return [(recipe, loaded)]
+    below = _recipe_layers(os.path.join(os.path.dirname(recipe), str(base)), (*seen, os.path.abspath(recipe)))
+    return [*below, (recipe, loaded)]
+
+
 def load_config(
     recipe: str | None = None, overrides: list[str] | tuple[str, ...] = (), inherit: dict | None = None
 ) -> Config:
     """Defaults, then `inherit` (values taken from elsewhere, e.g. a checkpoint's config), then the
-    YAML recipe, then `a.b=c` overrides; validated and typed."""
+    YAML recipe (after the recipes it builds on), then `a.b=c` overrides; validated and typed. String
+    values may refer to other keys: `${data.root}/arpo/rl/x.parquet`."""
     base = OmegaConf.structured(Config)
     try:
         if inherit:
             base = OmegaConf.merge(base, inherit)
-        if recipe:
-            recipe = recipe_path(recipe)
+        for path, layer in _recipe_layers(recipe_path(recipe)) if recipe else []:
             try:
-                with open(recipe) as f:
-                    loaded = yaml.safe_load(f)
-            except yaml.YAMLError as e:
-                raise ConfigError(f"{recipe}: not valid YAML: {str(e).splitlines()[0]}") from None
-            if loaded is None:
-                loaded = {}
-            if not isinstance(loaded, dict):
-                raise ConfigError(f"{recipe}: a recipe must be a YAML mapping of config keys")
-            try:
-                base = OmegaConf.merge(base, loaded)
+                base = OmegaConf.merge(base, layer)
             except OmegaConfBaseException as e:
-                raise ConfigError(_explain(e, recipe, Config)) from None
+                raise ConfigError(_explain(e, path, Config)) from None
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override '{item}' must look like key=value (e.g. rollout.M=8)")

@@ -30,5 +30,11 @@ class Config:
 
     def validate(self) -> None:
         """Rules that join two sections (each section has checked itself already)."""
+        mini, batch = self.trainer.ppo_mini_batch, self.data.prompts_per_step
+        if mini < 0 or (mini and batch % mini):
+            raise ConfigError(
+                f"trainer.ppo_mini_batch={mini} must divide data.prompts_per_step={batch} "
+                "(0: the whole batch)"
+            )
         if not self.eval.greedy and self.eval.k > 1 and self.rollout.temperature <= 0:
             raise ConfigError("eval.k > 1 needs rollout.temperature > 0 (temperature 0 repeats one answer)")

@@ -13,6 +13,9 @@ class TrainerConfig:
     warmup_steps: int = 2
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    # PPO: prompts per optimizer step (0: the whole batch, one update per rollout batch); the
+    # batch's groups are shuffled into mini-batches of this many prompts, `ppo_epochs` times.
+    ppo_mini_batch: int = 0
     ppo_epochs: int = 1
     save_every: int = 8
     keep_last: int = 2
@@ -42,3 +45,5 @@ class TrainerConfig:
             raise ConfigError(f"trainer.loggers: unknown {unknown}; choose from wandb, tensorboard")
         if self.save_every < 0 or self.keep_last < 1:
             raise ConfigError("trainer.save_every must be >= 0 and trainer.keep_last >= 1")
+        if self.ppo_epochs < 1:
+            raise ConfigError(f"trainer.ppo_epochs must be >= 1, got {self.ppo_epochs}")

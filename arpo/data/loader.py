@@ -32,8 +32,10 @@ def load_dataset(spec: str, split: str = "train", cfg: DataConfig | None = None)
         return TASKS[spec](split, size, cfg)
     path = os.path.join(spec, "test.jsonl") if os.path.isdir(spec) else spec
     if not os.path.isfile(path):
+        under_root = cfg.root and spec.startswith(cfg.root)
+        hint = f"; data.root={cfg.root!r}: set ARPO_DATA or data.root=..." if under_root else ""
         raise DataError(
-            f"dataset not found: {spec} (built-in tasks: {', '.join(TASKS)}; or a .parquet/.jsonl file)"
+            f"dataset not found: {spec} (built-in tasks: {', '.join(TASKS)}; or a .parquet/.jsonl file{hint})"
         )
     examples = read_examples(path, cfg)
     if split == "val" and 0 < size < len(examples):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from arpo.agent.rollout import accuracy_of
+from arpo.algo.advantages import grpo_advantages
 from arpo.rollout.tree import Group
 
 
@@ -23,18 +24,20 @@ def reward_metrics(groups: list[Group]) -> dict:
     }
 
 
-def actor_metrics(actor: dict, grad_norm: float, lr: float, skipped: float) -> dict:
+def actor_metrics(actor: dict, groups: list[Group], lr: float) -> dict:
+    """The updates' mean metrics under `actor/`; `frac_reward_zero_std` of the whole batch."""
     names = {"loss": "pg_loss"}
     out = {f"actor/{names.get(k, k)}": v for k, v in actor.items() if k != "frac_reward_zero_std"}
-    if "frac_reward_zero_std" in actor:
-        out["frac_reward_zero_std"] = actor["frac_reward_zero_std"]
-    out.update({"actor/grad_norm": grad_norm, "actor/lr": lr, "actor/skipped": skipped})
+    out["frac_reward_zero_std"] = grpo_advantages(groups)[1]["frac_reward_zero_std"]
+    out["actor/lr"] = lr
     return out
 
 
-def logprob_mismatch(groups: list[Group], old: list[list[list[float]]]) -> float:
-    """Mean |engine log-prob - trainer log-prob| over loss tokens: the engine runs stale or
-    different weights when this is large."""
+def logprob_mismatch(groups: list[Group], old: list[list[list[float]]], source: str) -> dict:
+    """Mean |engine log-prob - trainer log-prob| over loss tokens, when the trainer recomputed them:
+    the engine runs stale or different weights when this is large."""
+    if source != "recompute":
+        return {}
     diffs = [
         abs(a - b)
         for g, og in zip(groups, old)
@@ -42,4 +45,4 @@ def logprob_mismatch(groups: list[Group], old: list[list[list[float]]]) -> float
         for a, b, m in zip(t.logprobs, ot, t.loss_mask)
         if m
     ]
-    return sum(diffs) / len(diffs) if diffs else 0.0
+    return {"rollout/logprob_mismatch": sum(diffs) / len(diffs) if diffs else 0.0}

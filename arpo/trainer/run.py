@@ -7,7 +7,6 @@ One loop for every launch (a CPU laptop or `torchrun` over GPUs and nodes); see 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from dataclasses import asdict
@@ -17,7 +16,6 @@ import torch
 from arpo import output
 from arpo.agent.rollout import sampled
 from arpo.algo.advantages import grpo_advantages
-from arpo.algo.policy import compute_logprobs, count_micro_batches, policy_loss_backward
 from arpo.analysis import TrajectoryLog, entropy_metrics
 from arpo.config import Config, save_config
 from arpo.errors import ArpoError
@@ -27,11 +25,12 @@ from arpo.rollout.tree import Group
 from arpo.trainer.batches import rank_slice, step_indices
 from arpo.trainer.checkpoint import TrainerState, list_checkpoints, load_checkpoint, save_checkpoint
 from arpo.trainer.components import Components, build
-from arpo.trainer.distributed import Dist, all_reduce, init_distributed, reduce_metrics, shutdown
+from arpo.trainer.distributed import Dist, init_distributed, reduce_metrics, shutdown
 from arpo.trainer.logger import MetricsLogger, Timer
 from arpo.trainer.metrics import actor_metrics, logprob_mismatch, reward_metrics
 from arpo.trainer.report import plot_metrics, write_summary
 from arpo.trainer.samples import sample_rows
+from arpo.trainer.update import mean_over_updates, old_logprobs, ppo_update
 from arpo.trainer.verl_metrics import verl_metrics
 
 MAX_BAD_STEPS = 3  # consecutive non-finite steps before the run stops
@@ -160,7 +159,7 @@ def train_step(cfg: Config, run: Components, dist: Dist, step: int) -> tuple[dic
     engine.sleep()  # vLLM on GPU frees its memory for the update; update_weights wakes it
     with timer("reward"):
         run.agent.score(groups, examples)
-    old, actor, grad_norm, skipped = _update(cfg, run, dist, groups, timer)
+    old, actor = _update(cfg, run, dist, groups, [p for p, _ in mine], step, timer)
     with timer("update_weights"):
         run.sync_rollout_weights()
     step_time = time.perf_counter() - started
@@ -172,8 +171,8 @@ def train_step(cfg: Config, run: Components, dist: Dist, step: int) -> tuple[dic
         **rollout_engine,
         **reward_metrics(groups),
         **verl_metrics(groups, grpo_advantages(groups, cfg.algo.norm_by_std, cfg.algo.adv_eps)[0]),
-        **actor_metrics(actor, grad_norm, run.learner.scheduler.get_last_lr()[0], skipped),
-        "rollout/logprob_mismatch": logprob_mismatch(groups, old),
+        **actor_metrics(actor, groups, run.learner.scheduler.get_last_lr()[0]),
+        **logprob_mismatch(groups, old, cfg.algo.old_logprobs),
         "perf/tokens_per_s": sum(len(g.prompt_ids) + len(t) for g in groups for t in g.trajectories)
         / step_time,
         **timer.times,
@@ -181,46 +180,24 @@ def train_step(cfg: Config, run: Components, dist: Dist, step: int) -> tuple[dic
     return metrics, groups
 
 
-def _update(cfg: Config, run: Components, dist: Dist, groups: list[Group], timer: Timer):
-    """Old log-probs, then `trainer.ppo_epochs` policy updates; a non-finite loss or gradient on any
-    rank skips the optimizer step on every rank. Returns (old log-probs, actor metrics, grad norm,
-    1.0 if skipped else 0.0)."""
+def _update(
+    cfg: Config, run: Components, dist: Dist, groups: list[Group], positions: list[int], step: int, timer
+):
+    """Old log-probs, then the PPO updates of the batch (arpo/trainer/update.py). Returns (old
+    log-probs, the mean of the updates' metrics with `updates` and `skipped`)."""
     learner = run.learner
     temperature = cfg.rollout.temperature or 1.0  # log-probs of the sampling distribution (greedy: T=1)
-    # Every rank makes as many passes as the busiest one: each FSDP2 pass is a collective.
-    passes = 0
-    if dist.enabled:
-        local_passes = float(count_micro_batches(groups, cfg.algo.micro_batch_tokens))
-        passes = int(all_reduce([local_passes], dist, "max")[0])
-    with timer("old_logprob"):
-        old = compute_logprobs(learner.model, groups, cfg.algo.micro_batch_tokens, temperature, passes)
-    local = sum(sum(t.loss_mask) for g in groups for t in g.trajectories)
-    loss_tokens = all_reduce([float(local)], dist)[0]
+    with timer("old_logprob") if cfg.algo.old_logprobs == "recompute" else contextlib.nullcontext():
+        old = old_logprobs(learner.model, groups, cfg, dist, temperature)
     with timer("update"):
-        skipped = 0.0
-        for _ in range(cfg.trainer.ppo_epochs):
-            # `scale` turns this rank's token-mean into its share of the global token mean; FSDP2
-            # averages gradients over ranks, which `* world` undoes.
-            actor = policy_loss_backward(
-                learner.model,
-                groups,
-                cfg.algo,
-                old,
-                learner.ref_model,
-                scale=dist.world * local / max(loss_tokens, 1.0),
-                temperature=temperature,
-                min_passes=passes,
-            )
-            grad_norm = _grad_norm(learner.model, cfg.trainer.grad_clip)
-            bad = 0.0 if math.isfinite(grad_norm) and math.isfinite(actor["loss"]) else 1.0
-            if all_reduce([bad], dist, "max")[0] == 0.0:
-                learner.optimizer.step()
-            else:
-                skipped = 1.0
-            learner.optimizer.zero_grad(set_to_none=True)
-        if not skipped:
+        updates = ppo_update(
+            learner.model, groups, positions, old, cfg, learner.ref_model, learner.optimizer, dist,
+            temperature, _seed(cfg, step),
+        )  # fmt: skip
+        actor = mean_over_updates(updates)
+        if actor["skipped"] < 1.0:
             learner.scheduler.step()
-    return old, actor, grad_norm, skipped
+    return old, actor
 
 
 def _check_finite(skipped: float, bad_steps: int, step: int) -> int:
@@ -270,10 +247,3 @@ def _finish(
 
 def _strip(m: dict) -> dict:
     return {k.removeprefix("val/"): v for k, v in m.items()}
-
-
-def _grad_norm(model, max_norm: float) -> float:
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm if max_norm > 0 else float("inf"))
-    if hasattr(norm, "full_tensor"):
-        norm = norm.full_tensor()
-    return float(norm)
