@@ -116,8 +116,9 @@ def instrument(engine, vocab: int) -> PartTimer:
 
 
 def batch_engine(model, tok, batch: int, context: int, compiled: bool) -> NativeEngine:
-    cfg = SamplerConfig(block_size=16, kv_cache_tokens=(context + 64) * batch + 256, max_batch_seqs=batch)
-    engine = NativeEngine(model, tok, cfg, compile_decode=compiled)
+    tokens = (context + 64) * batch + 256
+    cfg = SamplerConfig(block_size=16, kv_cache_tokens=tokens, max_batch_seqs=batch, compile_decode=compiled)
+    engine = NativeEngine(model, tok, cfg)
     g = torch.Generator().manual_seed(batch)
     for i in range(batch):
         prompt = torch.randint(10, 40000, (context,), generator=g).tolist()
