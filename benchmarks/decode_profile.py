@@ -17,22 +17,22 @@ Run: `python -m benchmarks.decode_profile` (appends a section to RESULTS.md; `--
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import statistics
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 
-from arpo.rollout import engine as engine_module
-from arpo.rollout import model_runner
-from arpo.rollout.config import SamplerConfig
-from arpo.rollout.engine import Engine as NativeEngine
+from arpo.config.rollout import SamplerConfig
 from arpo.rollout.interface import SamplingParams
-
-from .rollout import load_average, load_smollm2, machine
+from arpo.rollout.native import engine as engine_module
+from arpo.rollout.native import model_runner
+from arpo.rollout.native.engine import NativeEngine
+from benchmarks.common import append_result, machine
+from benchmarks.rollout import load_smollm2
 
 PARTS = ("schedule", "metadata", "linear", "lm_head", "attention", "kv_write", "norm_rope", "sampling")
 
@@ -192,12 +192,7 @@ def main(argv=None):
         rows[batch] = profile_batch(model, tok, batch, args)
         print(batch, {k: round(v * 1e3, 1) for k, v in rows[batch].items()}, flush=True)
     table = report(rows, bounds, args)
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-    section = (
-        f"\n## Decode step profile and bounds (SmolLM2-135M fp32, cpu), {when}\n\n"
-        f"Machine: {machine()}; load average at the end {load_average()}.\n"
-        f"Command: `python -m benchmarks.decode_profile {' '.join(argv or [])}`.\n"
+    body = (
         f"Bounds (same run): weights read per step {bounds['weight_bytes'] / 1e6:.0f} MB; a "
         f"256 MiB copy reads {read_rate / 1e9:.1f} GB/s, so one weight read takes "
         f"{bounds['weight_read_s'] * 1e3:.1f} ms; a 1024^3 fp32 matmul runs at {flops / 1e9:.0f} GFLOP/s "
@@ -206,10 +201,13 @@ def main(argv=None):
         "mean per step, eager).\n\n"
         f"{table}\n"
     )
-    print(section)
+    print(body)
     if not args.no_write:
-        with open(args.results, "a") as f:
-            f.write(section)
+        command = "python -m benchmarks.decode_profile " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        title = "Decode step profile and bounds (SmolLM2-135M fp32, cpu)"
+        append_result(title, command.strip(), body, machine(args.threads), Path(args.results))
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from arpo.config.rollout import SamplerConfig
 from arpo.models.tiny import tiny_model
-from arpo.rollout.config import SamplerConfig
-from arpo.rollout.engine import Engine
 from arpo.rollout.interface import SamplingParams
-from arpo.rollout.model_runner import decode_bucket
+from arpo.rollout.native.engine import NativeEngine as Engine
+from arpo.rollout.native.model_runner import decode_bucket
 
 
 def prompts(lengths, seed=0):

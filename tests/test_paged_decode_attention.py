@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from arpo.rollout import kv_ops
+from arpo.rollout.native import kv_ops
 
 
 @pytest.fixture(scope="module")
