@@ -118,7 +118,15 @@ def weight_sync_seconds(engine, model, repeats: int = 3) -> float:
 def run_native(model, tok, args) -> dict:
     # The engine's own copy of the weights, as under FSDP2, so that the weight sync really copies.
     engine = NativeEngine(
-        copy.deepcopy(model), tok, SamplerConfig(block_size=16, kv_cache_tokens=16384, max_batch_seqs=64)
+        copy.deepcopy(model),
+        tok,
+        SamplerConfig(
+            block_size=16,
+            kv_cache_tokens=16384,
+            max_batch_seqs=64,
+            dtype=args.native_dtype,
+            compile_decode=args.compile_decode,
+        ),
     )
     r = drive(engine, tok, args)
     return r | {
@@ -230,6 +238,11 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--vllm-block-size", type=int, default=32, help="vLLM's CPU attention needs 32k")
     ap.add_argument("--skip-transformers", action="store_true", help="engines only (the slow baseline off)")
+    ap.add_argument("--repeats", type=int, default=1, help="runs per method, alternating; the median is kept")
+    ap.add_argument(
+        "--native-dtype", default="auto", choices=("auto", "bfloat16"), help="native sampler dtype"
+    )
+    ap.add_argument("--compile-decode", action="store_true", help="native sampler: compiled decode step")
     ap.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     args = ap.parse_args(argv)
 
@@ -248,19 +261,25 @@ def main(argv=None):
             ("transformers generate loop", lambda m, t, a: run_transformers(m, t, a, batched=False)),
             ("transformers loop, turns batched", lambda m, t, a: run_transformers(m, t, a, batched=True)),
         ]
-    for name, run in methods:
-        rows[name] = run(model, tok, args)
-        print(f"{name}: {rows[name]}", flush=True)
+    runs = {name: [] for name, _ in methods}
+    for repeat in range(args.repeats):  # methods alternate, so load changes hit every method alike
+        for name, run in methods:
+            runs[name].append(run(model, tok, args))
+            print(f"{name} (run {repeat + 1}): {runs[name][-1]}", flush=True)
+    for name, results in runs.items():  # the run of median time, with the median of each method
+        rows[name] = sorted(results, key=lambda r: r["seconds"])[(len(results) - 1) // 2]
+        rows[name]["all_seconds"] = [round(r["seconds"], 1) for r in results]
 
     baseline = (
         "transformers generate loop" if "transformers generate loop" in rows else "native paged sampler"
     )
     base = rows[baseline]
     header = (
-        "| method | trajectories | generated tokens | seconds | generated tok/s | speedup | prefill tokens "
-        "computed | prefix tokens recomputed | prefix tokens from cache | peak KV MiB | weight sync ms |"
+        "| method | trajectories | generated tokens | seconds (median) | runs s | generated tok/s | speedup "
+        "| prefill tokens computed | prefix tokens recomputed | prefix tokens from cache | peak KV MiB "
+        "| weight sync ms |"
     )
-    lines = [header, "|" + "---|" * 11]
+    lines = [header, "|" + "---|" * 12]
     for name, r in rows.items():
         tps = r["generated"] / r["seconds"]
         speed = tps / (base["generated"] / base["seconds"])
@@ -269,6 +288,7 @@ def main(argv=None):
             r["trajectories"],
             r["generated"],
             f"{r['seconds']:.1f}",
+            " / ".join(map(str, r["all_seconds"])),
             f"{tps:.1f}",
             f"{speed:.2f}x",
         ]
@@ -281,7 +301,9 @@ def main(argv=None):
     body = (
         f"Workload: {args.prompts} prompts x {args.roots} roots x {args.branches} branches (forked after the "
         f"first tool result), {args.turns} tool turns of {args.tool_tokens} tokens, {args.turn_tokens} "
-        "generated tokens per segment, temperature 1, fp32.\n\n"
+        "generated tokens per segment, temperature 1, fp32 policy (native sampler dtype: "
+        f"{args.native_dtype}, compiled decode: {args.compile_decode}); {args.repeats} runs per method, "
+        "methods alternating, median kept.\n\n"
         f"{table}\n\n{vllm_note} Speedup is against the {baseline}.\n"
         "Generated tok/s counts sampled tokens only (both methods sample the same tree of segments). The "
         "transformers loop (the baseline) runs one trajectory at a time and re-prefills its whole "

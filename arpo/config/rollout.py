@@ -17,6 +17,11 @@ class SamplerConfig:
     max_prefill_tokens: int = 4096  # prompt / tool-result tokens computed per step (chunked prefill)
     device: str = "auto"  # "auto": the model's device
     seed: int = 0  # the engine generator, used by sequences without their own seed
+    # Weights and KV cache dtype: "auto" is the model's; "bfloat16" runs a cast copy of a float32
+    # policy (faster where the CPU has bf16 matmul units; log-probs then differ from the trainer's).
+    dtype: str = field(default="auto", metadata={"choices": ("auto", "bfloat16")})
+    # torch.compile the decode step per power-of-two batch bucket (a compile per bucket at first use).
+    compile_decode: bool = False
 
 
 @dataclass

@@ -34,7 +34,10 @@ class NativeEngine(SequenceBook):
         self.cfg = cfg = cfg or SamplerConfig()
         num_blocks = cfg.num_blocks or -(-cfg.kv_cache_tokens // cfg.block_size)
         device = None if cfg.device == "auto" else torch.device(cfg.device)
-        self.runner = ModelRunner(model, num_blocks, cfg.block_size, device)
+        dtype = None if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
+        self.runner = ModelRunner(
+            model, num_blocks, cfg.block_size, device, dtype, cfg.compile_decode, cfg.max_batch_seqs
+        )
         self.blocks = BlockManager(num_blocks, cfg.block_size)
         self.tokenizer = tokenizer
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
@@ -123,12 +126,14 @@ class NativeEngine(SequenceBook):
 
     def update_weights(self, weights) -> None:
         """Copy (name, full tensor) pairs into the model the engine runs; tensors it already shares
-        with the trainer (a single-process run) are skipped."""
+        with the trainer (a single-process run) are skipped. A bfloat16 engine then recasts them."""
         params = dict(self.runner.model.named_parameters())
         with torch.no_grad():
             for name, tensor in weights:
                 if params[name].data_ptr() != tensor.data_ptr():
                     params[name].copy_(tensor)
+        if self.runner.weights.copied:
+            self.runner.weights.refresh()
 
     # ---- read-only helpers ----------------------------------------------------------------------
     @property
@@ -237,7 +242,10 @@ class NativeEngine(SequenceBook):
         self, ready: list[tuple[Sequence, int | None]], logits: torch.Tensor | None
     ) -> list[TokenEvent]:
         rows = [seq.snapshots[len(seq.tokens)] if row is None else logits[row] for seq, row in ready]
-        stacked = torch.stack(rows)
+        in_order = (
+            logits is not None and len(ready) == logits.shape[0] and all(r is not None for _, r in ready)
+        )
+        stacked = logits if in_order else torch.stack(rows)  # the usual step: no copy of the logits
         params = [seq.params for seq, _ in ready]
         gens = [seq.generator or self.generator for seq, _ in ready]
         tokens, logprobs, entropies = (x.tolist() for x in sample_next(stacked, params, gens))

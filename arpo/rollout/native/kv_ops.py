@@ -33,7 +33,7 @@ def build_extension(build_dir: str | None = None, verbose: bool = False):
     if not _import_built():
         from torch.utils.cpp_extension import load
 
-        sources = [str(CSRC / "block_ops.cpp")]
+        sources = [str(CSRC / "block_ops.cpp"), str(CSRC / "paged_attention.cpp")]
         if torch.cuda.is_available():
             sources.append(str(CSRC / "block_ops_cuda.cu"))
         if build_dir is not None:

@@ -1,8 +1,10 @@
 """Attention of new query tokens over a paged KV cache.
 
-Two paths, same layout (`[num_blocks, block_size, kv_heads, head_dim]` per layer):
-- torch: gather each sequence's blocks and run SDPA (CPU, and GPU without flash-attn). Decode
-  tokens of all sequences go through one padded, masked SDPA call; prefill chunks one call each.
+Three paths, same layout (`[num_blocks, block_size, kv_heads, head_dim]` per layer):
+- decode tokens on CPU with the `csrc/` extension: `torch.ops.arpo.paged_decode_attention` reads
+  each sequence's blocks in place through its block table (no gather, no padding).
+- torch: gather each sequence's blocks and run SDPA (prefill chunks, one call each; decode tokens
+  without the extension or on GPU without flash-attn, in one padded, masked SDPA call).
 - flash-attn `flash_attn_with_kvcache(block_table=...)` on CUDA when installed and the block size
   is a multiple of 256 (flash-attn's paged-KV requirement).
 """
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from . import kv_ops
 
 
 @dataclass
@@ -35,16 +39,21 @@ class AttentionMetadata:
         width = max((len(c.block_table) for c in decode), default=0)
         table = [c.block_table + [0] * (width - len(c.block_table)) for c in decode]
         self.decode_tables = torch.tensor(table, dtype=torch.long, device=device).view(len(decode), width)
-        ctx = torch.tensor([c.ctx_len for c in decode], dtype=torch.long, device=device)
-        # Padded positions (past a sequence's context) are masked out; block 0 stands in for missing blocks.
-        self.decode_mask = (torch.arange(width * block_size, device=device)[None, :] < ctx[:, None])[
-            :, None, None
-        ]
-        self.decode_ctx = ctx
+        self.decode_ctx = torch.tensor([c.ctx_len for c in decode], dtype=torch.long, device=device)
+        self.block_size = block_size
+        self.all_decode = not self.prefill
         self.prefill_tables = [
             torch.tensor(c.block_table, dtype=torch.long, device=device) for c in self.prefill
         ]
         self.use_flash = use_flash
+
+    @property
+    def decode_mask(self) -> torch.Tensor:
+        """`[B, 1, 1, width * block_size]`: padded positions (past a sequence's context) are masked
+        out; block 0 stands in for missing blocks."""
+        width = self.decode_tables.shape[1] * self.block_size
+        positions = torch.arange(width, device=self.decode_ctx.device)
+        return (positions[None, :] < self.decode_ctx[:, None])[:, None, None]
 
 
 def flash_attn_available(device: torch.device, block_size: int) -> bool:
@@ -61,8 +70,20 @@ def paged_attention(q, k_cache, v_cache, meta: AttentionMetadata) -> torch.Tenso
     """`q`: `[T, heads, head_dim]`, already rotated; the chunks' K/V are already in the cache."""
     if meta.use_flash:
         return _flash(q, k_cache, v_cache, meta)
+    ops = kv_ops.extension() if q.device.type == "cpu" else None
+    native_decode = ops is not None and hasattr(ops, "paged_decode_attention")
+    if native_decode and meta.all_decode:  # the usual decode step: no row gathering either
+        return ops.paged_decode_attention(
+            q, k_cache, v_cache, meta.decode_tables, meta.decode_ctx, q.shape[-1] ** -0.5
+        )
     out = torch.empty_like(q)
-    if meta.decode_rows.numel():
+    if meta.decode_rows.numel() and native_decode:
+        query = q[meta.decode_rows]
+        scale = q.shape[-1] ** -0.5
+        out[meta.decode_rows] = ops.paged_decode_attention(
+            query, k_cache, v_cache, meta.decode_tables, meta.decode_ctx, scale
+        )
+    elif meta.decode_rows.numel():
         bsz = meta.decode_rows.numel()
         keys = k_cache[meta.decode_tables].flatten(1, 2).transpose(1, 2)  # [B, kv_heads, L, D]
         values = v_cache[meta.decode_tables].flatten(1, 2).transpose(1, 2)

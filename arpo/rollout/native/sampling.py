@@ -1,8 +1,9 @@
 """Next-token sampling with per-sequence generators, and the log-prob / entropy of each sampled token.
 
-Each row draws its randomness only from its own generator (`Exponential(1)` noise, one value per
-vocabulary entry: `argmax(p / E)` is a sample of `p`), so a sequence's tokens depend on its seed
-and logits only, never on which other sequences share the batch.
+Each row draws its randomness only from its own generator (one uniform number per token, turned
+into a token by inverse-CDF sampling in `torch.multinomial`), so a sequence's tokens depend on its
+seed and logits only, never on which other sequences share the batch. The whole batch is tempered,
+filtered and normalised at once; only the draw runs per row.
 """
 
 from __future__ import annotations
@@ -26,6 +27,25 @@ def filter_logits(z: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     return z
 
 
+def draw(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator]):
+    """Token ids `[B]` (long): greedy rows take the arg-max, the others a draw from their tempered,
+    filtered distribution."""
+    tokens = logits.argmax(-1)
+    sampled = [i for i, p in enumerate(params) if p.temperature > 0]
+    if not sampled:
+        return tokens
+    rows = torch.tensor(sampled, device=logits.device)
+    temps = torch.tensor([params[i].temperature for i in sampled], device=logits.device)
+    z = logits[rows].div_(temps[:, None].to(logits.dtype))
+    for j, i in enumerate(sampled):
+        if params[i].top_k > 0 or params[i].top_p < 1.0:
+            z[j] = filter_logits(z[j], params[i].top_k, params[i].top_p)
+    probs = torch.softmax(z, dim=-1)
+    for j, i in enumerate(sampled):
+        tokens[i] = torch.multinomial(probs[j], 1, generator=generators[i])[0]
+    return tokens
+
+
 def sample_next(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator]):
     """Sampled token ids `[B]` (long), their log-probs and entropies (float32 `[B]`).
 
@@ -34,17 +54,13 @@ def sample_next(logits: torch.Tensor, params: list[SamplingParams], generators: 
     """
     from arpo.kernels import logprob_entropy_from_logits
 
-    tokens = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
-    for i, (p, gen) in enumerate(zip(params, generators)):
-        if p.temperature <= 0:
-            tokens[i] = logits[i].argmax()
-            continue
-        probs = torch.softmax(filter_logits(logits[i] / p.temperature, p.top_k, p.top_p), dim=-1)
-        noise = torch.empty_like(probs).exponential_(generator=gen)
-        tokens[i] = (probs / noise).argmax()
+    tokens = draw(logits, params, generators)
+    temps = [p.temperature if p.temperature > 0 else 1.0 for p in params]
+    if len(set(temps)) == 1:  # the usual batch: one call, no row gathering
+        logprobs, entropies = logprob_entropy_from_logits(logits, tokens, temps[0])
+        return tokens, logprobs.float(), entropies.float()
     logprobs = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
     entropies = torch.empty_like(logprobs)
-    temps = [p.temperature if p.temperature > 0 else 1.0 for p in params]
     for t in sorted(set(temps)):
         rows = torch.tensor([i for i, ti in enumerate(temps) if ti == t], device=logits.device)
         lp, ent = logprob_entropy_from_logits(logits[rows], tokens[rows], t)
