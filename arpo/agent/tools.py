@@ -24,4 +24,4 @@ def tools_for(tools: ToolsConfig, examples: list[Example]) -> ToolsConfig:
 def agent_tools(tools: ToolsConfig, examples: list[Example]) -> tuple[Any, ToolExecutor]:
     """The tool-call parser and executor an agent on `examples` uses."""
     registry = build_tools(tools_for(tools, examples))
-    return make_parser(tools.format, registry), ToolExecutor(registry, tools.workers)
+    return make_parser(tools.format, registry), ToolExecutor(registry, tools.workers, tools.deadline_s)

@@ -30,7 +30,7 @@ class SearchToolConfig:
     url: str = ""  # http backend; key from ARPO_SEARCH_API_KEY when api_key is empty
     api_key: str = ""
     http_method: str = field(default="POST", metadata={"choices": ("POST", "GET")})
-    http_timeout_s: float = 20.0
+    http_timeout_s: float = 20.0  # the whole request, however slowly the server answers
     top_k: int = 3
     max_chars: int = 1500
 
@@ -40,5 +40,6 @@ class ToolsConfig:
     enabled: list[str] = field(default_factory=lambda: ["python"])
     format: str = field(default="tags", metadata={"choices": ("tags", "hermes")})
     workers: int = 4
+    deadline_s: float = 60.0  # whole-call limit of a tool that sets none of its own (python: timeout_s)
     python: PythonToolConfig = field(default_factory=PythonToolConfig)
     search: SearchToolConfig = field(default_factory=SearchToolConfig)
