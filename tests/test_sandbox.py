@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -322,12 +323,15 @@ def test_host_files_sockets_and_data_are_out_of_reach(host_secrets):
         server.accept()
 
 
+def _allowed_top_level(interpreter_tops: set[str]) -> list[str]:
+    system = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc"}
+    return sorted((system & set(os.listdir("/"))) | interpreter_tops | {"dev", "proc", "tmp"})
+
+
 @needs_namespaces
 def test_root_holds_only_the_allow_list():
     r = run_sandboxed("import os; print(sorted(os.listdir('/'))); print(sorted(os.listdir('/etc')))", CFG)
-    system = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc"}
-    top = {p.split("/")[1] for p in interpreter_dirs()}
-    expected = sorted((system & set(os.listdir("/"))) | top | {"dev", "proc", "tmp"})
+    expected = _allowed_top_level({p.split("/")[1] for p in interpreter_dirs()})
     etc = sorted({"ld.so.cache", "localtime"} & set(os.listdir("/etc")))
     assert r.text == f"{expected}\n{etc}\n", r.text
 
@@ -395,3 +399,44 @@ def test_tool_processes_die_with_a_killed_trainer():
     while _sandbox_processes(uid_low) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _sandbox_processes(uid_low) == []
+
+
+USERNS_PROBE = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from arpo.tools.config import PythonToolConfig
+from arpo.tools.sandbox import isolation, run_sandboxed
+
+cfg = PythonToolConfig(timeout_s=20)
+print(isolation().level)
+print(run_sandboxed("import os; sorted(os.listdir('/'))", cfg).text.strip())
+print(run_sandboxed(f"open({sys.argv[1] + '/data.jsonl'!r})", cfg).error)
+print(run_sandboxed("import sys; sys.exit(3)", cfg).text)
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not (shutil.which("setpriv") and os.path.exists("/usr/bin/python3")),
+    reason="needs root (to become an unprivileged user), setpriv and a system python3",
+)
+def test_unprivileged_user_namespace_level_hides_the_host_too():
+    """The `userns` level, as a user without privileges gets it: the same allow-list root."""
+    copy = Path(tempfile.mkdtemp(prefix="arpo-userns-"))
+    try:
+        shutil.copytree(ROOT / "arpo" / "tools", copy / "arpo" / "tools")
+        (copy / "arpo" / "__init__.py").write_text("")
+        (copy / "data.jsonl").write_text(json.dumps({"answer": SECRET}) + "\n")
+        subprocess.run(["chmod", "-R", "a+rX", str(copy)], check=True)
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        out = subprocess.run(
+            [*nobody, "/usr/bin/python3", "-I", "-c", USERNS_PROBE, str(copy)],
+            capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(copy)
+    lines = out.stdout.splitlines()
+    if lines[:1] == ["none"]:
+        pytest.skip("unprivileged user namespaces are not allowed on this host")
+    assert lines[0] == "userns", out
+    assert lines[1] == str(_allowed_top_level({"usr"})), lines[1]  # /usr/bin/python3 lives in /usr
+    assert lines[2].startswith("exit status 1: FileNotFoundError") and lines[3] == "Error: exit status 3"
