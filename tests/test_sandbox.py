@@ -288,10 +288,15 @@ def host_secrets():
     (base / "s.sock").chmod(0o777)
     server.listen(4)
     server.setblocking(False)
+    abstract = socket.socket(socket.AF_UNIX)
+    abstract.bind(f"\0{MARK}")
+    abstract.listen(4)
+    abstract.setblocking(False)
     try:
-        yield base, server
+        yield base, (server, abstract)
     finally:
         server.close()
+        abstract.close()
         shutil.rmtree(base)
 
 
@@ -303,24 +308,26 @@ for path in ("BASE/data.jsonl", "BASE/run/config.yaml", "SHARED"):
         print("reached", path)
     except OSError as e:
         print("hidden", path, type(e).__name__)
-try:
-    socket.socket(socket.AF_UNIX).connect("BASE/s.sock")
-    print("connected")
-except OSError as e:
-    print("no socket", type(e).__name__)
+for address in ("BASE/s.sock", "\\0MARK"):
+    try:
+        socket.socket(socket.AF_UNIX).connect(address)
+        print("connected")
+    except OSError as e:
+        print("no socket", type(e).__name__)
 """
 
 
 @needs_namespaces
 def test_host_files_sockets_and_data_are_out_of_reach(host_secrets):
-    base, server = host_secrets
+    base, servers = host_secrets
     shared = ROOT.parent / "shared" / "data"
-    code = PROBE_HOST.replace("BASE", str(base)).replace("SHARED", str(shared))
+    code = PROBE_HOST.replace("BASE", str(base)).replace("SHARED", str(shared)).replace("MARK", MARK)
     r = run_sandboxed(code, CFG)
     assert r.error is None and SECRET not in r.text and "reached" not in r.text, r.text
-    assert r.text.count("hidden") == 3 and "no socket" in r.text
-    with pytest.raises(BlockingIOError):
-        server.accept()
+    assert r.text.count("hidden") == 3 and r.text.count("no socket") == 2, r.text
+    for server in servers:
+        with pytest.raises(BlockingIOError):
+            server.accept()
 
 
 def _allowed_top_level(interpreter_tops: set[str]) -> list[str]:
