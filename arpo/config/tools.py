@@ -27,8 +27,12 @@ class SearchToolConfig:
     # replay: the ARPO search cache (query -> text); http: the SQLite answer cache
     # (default ~/.cache/arpo/search_http.sqlite)
     cache: str = ""
-    url: str = ""  # http backend; key from ARPO_SEARCH_API_KEY when api_key is empty
-    api_key: str = ""
+    url: str = ""  # http backend
+    # Secrets (never written to saved configs, checkpoints or wandb): the key is sent as
+    # `Authorization: Bearer <key>`, from ARPO_SEARCH_API_KEY when empty; headers are sent as
+    # they are. Either can name an environment variable: `${oc.env:MY_KEY}`.
+    api_key: str = field(default="", metadata={"secret": True})
+    headers: dict[str, str] = field(default_factory=dict, metadata={"secret": True})
     http_method: str = field(default="POST", metadata={"choices": ("POST", "GET")})
     http_timeout_s: float = 20.0  # the whole request, however slowly the server answers
     top_k: int = 3

@@ -1,9 +1,10 @@
 """A user's search API over HTTP, with every answer cached on disk (SQLite) so reruns are free.
 
 Request: POST a JSON body {"query": ..., "top_k": ...} (or GET with those as URL parameters),
-with `Authorization: Bearer <key>` when a key is set. Response: a JSON list, or an object holding
-one under "results" / "organic" / "items" / "data" / "documents"; each item a string or an object
-with a title and one of "snippet" / "text" / "content" / "contents" / "body" / "description".
+with `Authorization: Bearer <key>` when a key is set, and `tools.search.headers`. Response: a
+JSON list, or an object holding one under "results" / "organic" / "items" / "data" /
+"documents"; each item a string or an object with a title and one of "snippet" / "text" /
+"content" / "contents" / "body" / "description".
 An object with a "result" string in the ARPO `Page i:` format works too.
 
 `http_timeout_s` bounds the whole request, not each socket read: when it passes, a watchdog shuts
@@ -92,12 +93,13 @@ class HttpBackend:
         self.method = cfg.http_method
         self.timeout_s = cfg.http_timeout_s
         self.api_key = cfg.api_key or os.environ.get("ARPO_SEARCH_API_KEY", "")
+        self.headers = dict(cfg.headers)
         self.cache = _DiskCache(Path(cfg.cache) if cfg.cache else DEFAULT_CACHE)
         self.requests_made = 0  # calls that reached the API (not answered from the cache)
 
     def _request(self, query: str, k: int) -> tuple[str, bytes | None, dict]:
         """(target URL, body, headers) of one search request."""
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **self.headers}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         if self.method == "GET":
