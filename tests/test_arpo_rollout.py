@@ -657,8 +657,7 @@ class SearchTagParser(TagParser):
 
 
 def test_a_hanging_search_api_costs_one_deadline_per_call_and_the_rollout_goes_on(tmp_path):
-    from arpo.tools.config import SearchToolConfig
-
+    from arpo.config.tools import SearchToolConfig
     from arpo.tools.executor import ToolExecutor
     from arpo.tools.registry import ToolRegistry
     from arpo.tools.search_tool import SearchTool

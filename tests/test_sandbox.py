@@ -346,7 +346,7 @@ def test_root_holds_only_the_allow_list():
 TRAINER = """
 import sys, time
 from arpo.tools.base import ToolCall
-from arpo.tools.config import PythonToolConfig
+from arpo.config.tools import PythonToolConfig
 from arpo.tools.executor import ToolExecutor
 from arpo.tools.python_tool import PythonTool
 from arpo.tools.registry import ToolRegistry
@@ -411,7 +411,7 @@ def test_tool_processes_die_with_a_killed_trainer():
 USERNS_PROBE = """
 import os, sys
 sys.path.insert(0, sys.argv[1])
-from arpo.tools.config import PythonToolConfig
+from arpo.config.tools import PythonToolConfig
 from arpo.tools.sandbox import isolation, run_sandboxed
 
 cfg = PythonToolConfig(timeout_s=20)
@@ -431,7 +431,10 @@ def test_unprivileged_user_namespace_level_hides_the_host_too():
     copy = Path(tempfile.mkdtemp(prefix="arpo-userns-"))
     try:
         shutil.copytree(ROOT / "arpo" / "tools", copy / "arpo" / "tools")
-        (copy / "arpo" / "__init__.py").write_text("")
+        (copy / "arpo" / "config").mkdir()
+        shutil.copy(ROOT / "arpo" / "config" / "tools.py", copy / "arpo" / "config")
+        for package in ("arpo", "arpo/config"):  # without the loader and its third-party imports
+            (copy / package / "__init__.py").write_text("")
         (copy / "data.jsonl").write_text(json.dumps({"answer": SECRET}) + "\n")
         subprocess.run(["chmod", "-R", "a+rX", str(copy)], check=True)
         nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
