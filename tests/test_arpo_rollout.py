@@ -671,3 +671,34 @@ def test_real_parsers_and_executor(fmt, bad_call, good_call):
     expect = bad_call + parser.format_result(bad.result) + good_call + parser.format_result("2\n")
     assert t.text == expect + "so <answer>2</answer>"  # ends at the answer's closing tag
     check_masks_with(g, parser)
+
+
+class SearchTagParser(TagParser):
+    """`<call>q</call>` searches for q."""
+
+    def parse(self, text):
+        call = super().parse(text)
+        return call and ToolCall("search", {"query": call.arguments.get("x", "")}, raw=call.raw)
+
+
+def test_a_hanging_search_api_costs_one_deadline_per_call_and_the_rollout_goes_on(tmp_path):
+    from arpo.config.tools import SearchToolConfig
+    from arpo.tools.executor import ToolExecutor
+    from arpo.tools.registry import ToolRegistry
+    from arpo.tools.search_tool import SearchTool
+    from tests.test_tools_search import _hang, _raw_server
+
+    url, stop, listener = _raw_server(_hang)
+    search = SearchToolConfig(backend="http", url=url, cache=str(tmp_path / "c.sqlite"), http_timeout_s=0.5)
+    engine = ScriptedEngine([T0, "bb<call>2</call>", "<answer>x</answer>"], [1.0, 1.0, 1.0])
+    cfg = RolloutConfig(M=2, N=2, k=2, max_response_tokens=400)
+    try:
+        with ToolExecutor(ToolRegistry([SearchTool(search)]), workers=4) as executor:
+            groups = rollout_groups(engine, TOK, SearchTagParser(), executor, [[1], [2]], cfg, seed=0)
+    finally:
+        stop.set()
+        listener.close()
+    calls = [c for g in groups for t in g.trajectories for c in t.tool_calls]
+    assert len(calls) == 8 and all(0.5 <= c.latency_s < 3.0 for c in calls), [c.latency_s for c in calls]
+    assert all(t.finish_reason == "answer" for g in groups for t in g.trajectories)
+    assert rollout_stats(groups)["tools/timeout_rate"] == 1.0

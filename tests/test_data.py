@@ -239,6 +239,12 @@ def test_malformed_files(tmp_path, cfg):
     bad.write_text('{"question": "q", "answer": "a"}\n{"question": \n')
     with pytest.raises(DataError, match="bad.jsonl: line 2: not valid JSON"):
         load_dataset(str(bad), "train", cfg)
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(
+        '{"question": "q", "answer": "a"}\n{"question": "caf\u00e9", "answer": "b"}\n'.encode("latin-1")
+    )
+    with pytest.raises(DataError, match=r"latin1.jsonl: line 2: not valid UTF-8 \(byte 18\)$"):
+        load_dataset(str(latin1), "train", cfg)
     pqf = str(tmp_path / "no_gt.parquet")
     pq.write_table(
         pa.Table.from_pylist([{"data_source": "s", "prompt": [{"role": "user", "content": "q"}]}]), pqf

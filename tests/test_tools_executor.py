@@ -131,3 +131,36 @@ def test_python_config_is_validated():
 def test_workers_must_be_positive(python_registry):
     with pytest.raises(ValueError):
         ToolExecutor(python_registry, workers=0)
+
+
+def test_every_call_has_a_whole_call_deadline():
+    release = threading.Event()
+    stuck = FakeTool("stuck", lambda a: (release.wait(30), ToolResult(text="too late"))[1])
+    own = FakeTool("own_deadline", lambda a: (release.wait(30), ToolResult(text="too late"))[1])
+    own.deadline_s = 0.2  # a tool's own deadline wins over the executor's
+    ok = FakeTool("ok", lambda a: ToolResult(text="fine"))
+    try:
+        with ToolExecutor(ToolRegistry([stuck, own, ok]), workers=1, deadline_s=0.5) as executor:
+            results = [
+                executor.submit(ToolCall(n, {"x": "1"})).result() for n in ("stuck", "own_deadline", "ok")
+            ]
+            stuck_r, own_r, ok_r = results
+            assert stuck_r.timed_out and stuck_r.error == "tool 'stuck' gave no result within 0.5 s"
+            assert stuck_r.text == f"Error: {stuck_r.error}" and 0.5 <= stuck_r.latency_s < 5
+            assert own_r.timed_out and "within 0.2 s" in own_r.error and own_r.latency_s < 0.5
+            assert ok_r.text == "fine"  # the single worker was free again after each deadline
+            summary = executor.summary()
+            assert summary["stuck"]["timeouts"] == 1 and summary["ok"]["timeouts"] == 0
+    finally:
+        release.set()
+    with pytest.raises(ConfigError, match="deadline_s"):
+        ToolExecutor(ToolRegistry([ok]), workers=1, deadline_s=0)
+
+
+def test_a_tool_timeout_is_counted_as_a_timeout():
+    from arpo.tools.base import ToolTimeout
+
+    slow = FakeTool("slow_api", _raise(ToolTimeout("slow_api: no answer within 1 s")))
+    with ToolExecutor(ToolRegistry([slow]), workers=1) as executor:
+        result = executor.submit(ToolCall("slow_api", {"x": "1"})).result()
+    assert result.timed_out and result.error == "slow_api: no answer within 1 s"

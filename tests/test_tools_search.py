@@ -1,8 +1,11 @@
 """Search backends: BM25 over a generated corpus, replay of the ARPO cache, HTTP with a disk cache."""
 
 import json
+import logging
 import random
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -10,7 +13,9 @@ import pytest
 
 from arpo.config.tools import SearchToolConfig
 from arpo.errors import ConfigError
-from arpo.tools.base import ToolError
+from arpo.tools.base import ToolCall, ToolError
+from arpo.tools.executor import ToolExecutor
+from arpo.tools.registry import ToolRegistry
 from arpo.tools.search_http import HttpBackend, parse_response
 from arpo.tools.search_replay import ReplayBackend, normalise, split_pages
 from arpo.tools.search_tool import SearchTool, format_pages
@@ -252,3 +257,103 @@ def test_parse_response_shapes():
     assert parse_response({"result": "Page 1: x\nPage 2: y"}) == ["x", "y"]
     with pytest.raises(ToolError, match="unrecognised"):
         parse_response({"nothing": 1})
+
+
+# ---- http: servers that misbehave at the socket level ----
+
+
+def _raw_server(behaviour):
+    """A 127.0.0.1 server that reads one request per connection and hands the socket to
+    `behaviour(conn, stop)`; every loop in a behaviour is bounded and ends when `stop` is set."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                    behaviour(conn, stop)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/search", stop, listener
+
+
+def _drip(conn, stop):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+    for _ in range(100):  # one header byte every 0.1 s, never finishing in time
+        if stop.wait(0.1):
+            return
+        conn.sendall(b"X")
+
+
+def _hang(conn, stop):
+    stop.wait(10)
+
+
+def _bad_status(conn, stop):
+    conn.sendall(b"garbage that is no status line\r\n\r\n")
+
+
+def _short_body(conn, stop):
+    conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n["only part')
+
+
+def _closed(conn, stop):
+    conn.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def misbehaving(request):
+    url, stop, listener = _raw_server(request.param)
+    yield url
+    stop.set()
+    listener.close()
+
+
+@pytest.mark.parametrize("misbehaving", [_drip, _hang], indirect=True)
+def test_a_slow_api_costs_one_deadline_per_call(misbehaving, tmp_path, caplog):
+    cfg = SearchToolConfig(
+        backend="http", url=misbehaving, cache=str(tmp_path / "c.sqlite"), http_timeout_s=1.0
+    )
+    registry = ToolRegistry([SearchTool(cfg)])
+    with caplog.at_level(logging.WARNING), ToolExecutor(registry, workers=2) as executor:
+        start = time.monotonic()
+        futures = [executor.submit(ToolCall("search", {"query": f"q{i}"})) for i in range(4)]
+        results = [f.result() for f in futures]
+        elapsed = time.monotonic() - start
+    assert all(r.timed_out and r.error == "search: the search API gave no answer within 1 s" for r in results)
+    assert all(1.0 <= r.latency_s < 3.0 for r in results), [r.latency_s for r in results]
+    assert elapsed < 2 * 3.0  # two rounds of two workers
+    assert executor.summary()["search"]["timeouts"] == 4
+    assert not caplog.records
+
+
+@pytest.mark.parametrize(
+    "misbehaving, message",
+    [(_bad_status, "broken HTTP answer (BadStatusLine)"),
+     (_short_body, "broken HTTP answer (IncompleteRead)"),
+     (_closed, "broken HTTP answer (RemoteDisconnected)")],
+    indirect=["misbehaving"],
+)  # fmt: skip
+def test_broken_http_answers_are_one_line_errors(misbehaving, message, tmp_path, caplog):
+    cfg = SearchToolConfig(
+        backend="http", url=misbehaving, cache=str(tmp_path / "c.sqlite"), http_timeout_s=5.0
+    )
+    with (
+        caplog.at_level(logging.WARNING),
+        ToolExecutor(ToolRegistry([SearchTool(cfg)]), workers=1) as executor,
+    ):
+        result = executor.submit(ToolCall("search", {"query": "q"})).result()
+    assert result.error == f"search: the search API sent a {message}" and not result.timed_out
+    assert result.text == f"Error: {result.error}" and "\n" not in result.text
+    assert not caplog.records  # no traceback logged for an expected failure

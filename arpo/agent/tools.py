@@ -30,7 +30,7 @@ def agent_executor(tools: ToolsConfig, examples: list[Example]) -> ToolExecutor:
         raise ConfigError(
             f"tools.result_max_tokens must be >= 0 (0: no limit), got {tools.result_max_tokens}"
         )
-    return ToolExecutor(build_tools(tools_for(tools, examples)), tools.workers)
+    return ToolExecutor(build_tools(tools_for(tools, examples)), tools.workers, tools.deadline_s)
 
 
 def agent_parser(tools: ToolsConfig, executor: ToolExecutor, tokenizer, examples: list[Example]):

@@ -5,7 +5,16 @@ types), so every layer above may import it."""
 from arpo.config.algo import AlgoConfig
 from arpo.config.data import DataConfig
 from arpo.config.eval import EvalConfig
-from arpo.config.loader import RECIPES, load_config, recipe_path, save_config, to_yaml, validate
+from arpo.config.loader import (
+    RECIPES,
+    REDACTED,
+    load_config,
+    recipe_path,
+    redacted,
+    save_config,
+    to_yaml,
+    validate,
+)
 from arpo.config.model import ModelConfig
 from arpo.config.reward import RewardConfig
 from arpo.config.rollout import RolloutConfig, SamplerConfig, VllmConfig
@@ -15,6 +24,7 @@ from arpo.config.trainer import TrainerConfig
 
 __all__ = [
     "RECIPES",
+    "REDACTED",
     "AlgoConfig",
     "Config",
     "DataConfig",
@@ -30,6 +40,7 @@ __all__ = [
     "VllmConfig",
     "load_config",
     "recipe_path",
+    "redacted",
     "save_config",
     "to_yaml",
     "validate",

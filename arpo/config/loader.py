@@ -3,6 +3,8 @@
 
 A field may declare `metadata={"choices": (...)}`; values outside it are rejected by name. A section
 with a `validate()` method checks its own numbers there; the loader calls every one of them.
+A field declaring `metadata={"secret": True}` (an API key, headers) is never written out: every
+saved or printed config shows it as REDACTED, and a config read back treats REDACTED as unset.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from arpo.config.root import Config
 from arpo.errors import ConfigError
+
+REDACTED = "REDACTED"
 
 # Recipes shipped inside the package (`arpo/configs/`), reachable from any directory and any install.
 RECIPES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -126,11 +130,34 @@ def load_config(
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e, recipe or "config", Config)) from None
     validate(cfg)
-    return cfg
+    return _secrets(cfg, lambda value: None if value == REDACTED else value)  # a saved config read back
+
+
+def _secrets(node: Any, replace) -> Any:
+    """A copy of a config node with each non-empty secret value `v` replaced by `replace(v)`
+    (None: unset, the field's default or no dict entry)."""
+    changes = {}
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            changes[f.name] = _secrets(value, replace)
+        elif isinstance(value, list) and value and all(dataclasses.is_dataclass(v) for v in value):
+            changes[f.name] = [_secrets(v, replace) for v in value]  # e.g. tools.mcp.servers
+        elif f.metadata.get("secret") and value:
+            if isinstance(value, dict):
+                changes[f.name] = {k: replace(v) for k, v in value.items() if replace(v) is not None}
+            else:
+                changes[f.name] = replace(value) if replace(value) is not None else f.default
+    return dataclasses.replace(node, **changes)
+
+
+def redacted(cfg: Config) -> Config:
+    """The config as it may be written anywhere (files, checkpoints, wandb, the terminal)."""
+    return _secrets(cfg, lambda value: REDACTED)
 
 
 def to_yaml(cfg: Config) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    return OmegaConf.to_yaml(OmegaConf.structured(redacted(cfg)))
 
 
 def save_config(cfg: Config, path: str) -> None:

@@ -28,10 +28,14 @@ class SearchToolConfig:
     # replay: the ARPO search cache (query -> text); http: the SQLite answer cache
     # (default ~/.cache/arpo/search_http.sqlite)
     cache: str = ""
-    url: str = ""  # http backend; key from ARPO_SEARCH_API_KEY when api_key is empty
-    api_key: str = ""
+    url: str = ""  # http backend
+    # Secrets (never written to saved configs, checkpoints or wandb): the key is sent as
+    # `Authorization: Bearer <key>`, from ARPO_SEARCH_API_KEY when empty; headers are sent as
+    # they are. Either can name an environment variable: `${oc.env:MY_KEY}`.
+    api_key: str = field(default="", metadata={"secret": True})
+    headers: dict[str, str] = field(default_factory=dict, metadata={"secret": True})
     http_method: str = field(default="POST", metadata={"choices": ("POST", "GET")})
-    http_timeout_s: float = 20.0
+    http_timeout_s: float = 20.0  # the whole request, however slowly the server answers
     top_k: int = 3
     max_chars: int = 1500
 
@@ -55,9 +59,11 @@ class McpServerConfig:
     name: str = ""  # names the server in errors and metrics
     command: str = ""  # stdio: the executable ...
     args: list[str] = field(default_factory=list)  # ... its arguments
-    env: dict[str, str] = field(default_factory=dict)  # ... and extra environment variables
+    # ... and extra environment variables (secret: never written to saved configs or trackers)
+    env: dict[str, str] = field(default_factory=dict, metadata={"secret": True})
     url: str = ""  # streamable HTTP endpoint (e.g. http://127.0.0.1:8000/mcp); excludes `command`
-    headers: dict[str, str] = field(default_factory=dict)  # HTTP headers (e.g. Authorization)
+    # HTTP headers (e.g. Authorization; secret: never written to saved configs or trackers)
+    headers: dict[str, str] = field(default_factory=dict, metadata={"secret": True})
     tools: list[str] = field(default_factory=list)  # allow-list of the server's tools; empty: all
     timeout_s: float = 30.0  # deadline of one call
     startup_timeout_s: float = 30.0  # deadline to connect and list the tools
@@ -78,6 +84,7 @@ class ToolsConfig:
     # Tokens (policy tokenizer) of one result the model reads; longer results keep their head and
     # tail around a marker saying how much was cut. 0: no limit.
     result_max_tokens: int = 512
+    deadline_s: float = 60.0  # whole-call limit of a tool that sets none of its own (python: timeout_s)
     python: PythonToolConfig = field(default_factory=PythonToolConfig)
     search: SearchToolConfig = field(default_factory=SearchToolConfig)
     custom: list[CustomToolConfig] = field(default_factory=list)

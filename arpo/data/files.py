@@ -33,8 +33,12 @@ def _read_parquet(path: str) -> list[dict]:
 
 def _read_jsonl(path: str) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}: line {n}: not valid UTF-8 (byte {e.start + 1})") from None
             if not line.strip():
                 continue
             try:

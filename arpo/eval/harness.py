@@ -27,6 +27,7 @@ from arpo.eval.bfcl import is_bfcl
 from arpo.eval.metrics import benchmark_metrics
 from arpo.eval.report import append_jsonl, print_table, transcript_rows, write_results
 from arpo.models import load_model
+from arpo.outdirs import check_writable_dir
 from arpo.rewards import load_reward
 from arpo.rollout.vllm import require_vllm
 
@@ -54,6 +55,8 @@ def evaluate(cfg: Config) -> dict:
     if cfg.rollout.engine == "vllm":
         require_vllm()
     rollout = protocol(cfg)
+    out_dir = cfg.eval.out or os.path.join(cfg.run_dir, "eval")
+    check_writable_dir(out_dir, "eval.out" if cfg.eval.out else "run_dir")
     # Every benchmark is read before the model loads, so a bad path fails at once.
     data = {name: load_benchmark(cfg, spec) for name, spec in benchmarks(cfg.eval.data or cfg.data.val)}
     reward_fn = load_reward(cfg.reward)
@@ -62,8 +65,6 @@ def evaluate(cfg: Config) -> dict:
     engine = build_engine(
         cfg.rollout, cfg.model, model, tokenizer, max_prompt_tokens=cfg.data.max_prompt_tokens, seed=cfg.seed
     )
-    out_dir = cfg.eval.out or os.path.join(cfg.run_dir, "eval")
-    os.makedirs(out_dir, exist_ok=True)
     output.say(
         f"{cfg.model.path}: {', '.join(f'{n} ({len(d)})' for n, d in data.items())}; "
         f"{'greedy' if cfg.eval.greedy else f'{cfg.eval.k} samples at T={rollout.temperature}'}; "

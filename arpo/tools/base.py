@@ -10,6 +10,10 @@ class ToolError(Exception):
     """A tool failed in a way the model should read about (bad arguments, backend down)."""
 
 
+class ToolTimeout(ToolError):
+    """A tool gave up waiting (its backend was too slow); counted as a timeout."""
+
+
 @dataclass
 class ToolCall:
     name: str
@@ -28,6 +32,9 @@ class ToolResult:
 
 class Tool(Protocol):
     name: str
+    # Optional: the longest one call may take (seconds), enforced by the executor, which then
+    # answers with a timeout error. A tool without one gets the executor's default.
+    # deadline_s: float
 
     def schema(self) -> dict:
         """OpenAI function-calling schema: {"type": "function", "function": {...}}."""

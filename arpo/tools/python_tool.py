@@ -14,6 +14,7 @@ POSITIVE_FIELDS = (
     "timeout_s", "cpu_s", "memory_mb", "max_processes", "max_open_files", "max_file_mb", "tmpfs_mb",
     "max_output_chars",
 )  # fmt: skip
+START_AND_CLEANUP_S = 10.0  # the executor's deadline allows this beyond the code's own wall clock
 FENCE = re.compile(r"^\s*```[ \t]*(?:python|py)?[ \t]*\n(.*?)\n?```\s*$", re.DOTALL)
 
 
@@ -27,6 +28,7 @@ class PythonTool:
         if bad:
             raise ConfigError(f"tools.python: {', '.join(bad)} must be positive")
         self.cfg = cfg
+        self.deadline_s = cfg.timeout_s + START_AND_CLEANUP_S
 
     def schema(self) -> dict:
         return function_schema(

@@ -2,14 +2,21 @@
 
 Isolation levels, probed once per process:
 
-- ``full`` (root with `unshare`): new pid, net and mount namespaces; the code runs as a uid of
-  its own (`uid_base + slot`), with a private tmpfs /tmp as working directory. Killing the
-  namespace's first process kills every process in it (double-forked daemons included), and a
-  final sweep kills whatever still runs under the sandbox uid.
-- ``userns`` (non-root, unprivileged user namespaces allowed): the same namespaces, but the code
-  keeps the caller's uid, so the process limit counts the caller's own processes too.
-- ``none``: only a new session and rlimits; the code can reach the network and a daemon that
-  leaves the process group survives. A warning is logged once.
+- ``full`` (root with `unshare`): new pid, net and mount namespaces; the code sees a file system
+  built from an allow-list (the system's programs and libraries and the interpreter's directories,
+  read-only; a private tmpfs /tmp as working directory; see `sandbox_runner`) and runs as a uid of
+  its own (`uid_base + slot`). Killing the namespace's first process kills every process in it
+  (double-forked daemons included), and a final sweep kills whatever still runs under the
+  sandbox uid.
+- ``userns`` (non-root, unprivileged user namespaces allowed): the same namespaces and file
+  system, but the code keeps the caller's uid, so the process limit counts the caller's own
+  processes too.
+- ``none``: only a new session and rlimits; the code sees the host's files with the caller's
+  rights, can reach the network, and a daemon that leaves the process group survives. A warning
+  is logged once.
+
+At every level the sandbox ends when the trainer does, whatever kills it: the supervisor inside
+watches its end of the status pipe and takes the sandbox down when the trainer's end closes.
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ import os
 import select
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -122,22 +128,12 @@ def isolation() -> Isolation:
 
 
 @functools.lru_cache(maxsize=1)
-def _interpreter_exposure() -> list[tuple[str, list[str]]]:
-    """(closed ancestor, interpreter dirs under it): dirs another uid could not reach, e.g. a
-    pyenv under /root (mode 700). The runner re-mounts them under a tmpfs over the ancestor."""
-    paths = sorted(
-        {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(sys.executable))}
-    )
-    targets = [t for t in paths if not any(t.startswith(o + os.sep) for o in paths)]  # outermost only
-    groups: dict[str, list[str]] = {}
-    for target in targets:
-        path = Path(target)
-        for ancestor in [*reversed(path.parents), path]:
-            if not ancestor.stat().st_mode & stat.S_IXOTH:
-                if ancestor != path:
-                    groups.setdefault(str(ancestor), []).append(target)
-                break
-    return list(groups.items())
+def interpreter_dirs() -> list[str]:
+    """The interpreter's own directories (a virtual environment, its base installation): the
+    only host paths the sandbox adds to its fixed allow-list."""
+    exe = sys.executable
+    paths = (sys.base_prefix, sys.prefix, os.path.dirname(exe), os.path.dirname(os.path.realpath(exe)))
+    return sorted({os.path.realpath(p) for p in paths})
 
 
 def sandbox_uid_block(uid_base: int) -> int:
@@ -202,38 +198,61 @@ def _feed(stream, data: bytes) -> None:
         pass
 
 
-def _collect(proc: subprocess.Popen, deadline: float, max_bytes: int) -> tuple[bytes, int, bool]:
-    """Read merged stdout/stderr until EOF or the deadline, keeping the first max_bytes."""
+class _HeadTail:
+    """The first and last `half` bytes of a stream, and how many bytes fell between them."""
+
+    def __init__(self, half: int):
+        self.half, self.head, self.tail, self.dropped = half, bytearray(), bytearray(), 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.half - len(self.head)
+        self.head += chunk[:room]
+        self.tail += chunk[room:] if room > 0 else chunk
+        if len(self.tail) > self.half:
+            self.dropped += len(self.tail) - self.half
+            del self.tail[: len(self.tail) - self.half]
+
+    def text(self, max_chars: int) -> str:
+        """Decoded output; longer than max_chars (or with bytes dropped) it keeps its head and
+        its tail, where a traceback's last line is."""
+        head, tail = self.head.decode("utf-8", "replace"), self.tail.decode("utf-8", "replace")
+        if not self.dropped and len(head) + len(tail) <= max_chars:
+            return head + tail
+        whole = head + tail
+        keep = max_chars // 2
+        return f"{whole[:keep]}\n... [output truncated] ...\n{whole[-keep:]}"
+
+
+def _collect(proc: subprocess.Popen, deadline: float, output: _HeadTail) -> bool:
+    """Read merged stdout/stderr into `output` until EOF or the deadline; True if it timed out."""
     fd = proc.stdout.fileno()
-    kept, dropped = bytearray(), 0
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLHUP)
     while (left := deadline - time.monotonic()) > 0:
         if not poller.poll(min(left, 0.1) * 1000):
             if proc.poll() is not None:  # exited, but an escaped child holds the pipe (level none)
-                return bytes(kept), dropped, False
+                return False
             continue
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             try:
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-                return bytes(kept), dropped, False
+                return False
             except subprocess.TimeoutExpired:
-                return bytes(kept), dropped, True
-        room = max_bytes - len(kept)
-        kept += chunk[:room]
-        dropped += max(0, len(chunk) - room)
-    return bytes(kept), dropped, True
+                return True
+        output.add(chunk)
+    return True
 
 
-def _truncate(text: str, dropped_bytes: int, max_chars: int) -> str:
-    if len(text) > max_chars or dropped_bytes:
-        return text[:max_chars] + "\n... [output truncated]"
-    return text
+@dataclass(frozen=True)
+class _Ending:
+    exit_code: int
+    signum: int
+    raised: bool  # ended by an uncaught exception whose traceback is in the output
 
 
-def _read_status(fd: int, fallback: int) -> tuple[int, int]:
-    """(exit code, signal) of the code's process as its supervisor reported it."""
+def _read_status(fd: int, fallback: int) -> _Ending:
+    """How the code's process ended, as its supervisor reported it."""
     try:
         os.set_blocking(fd, False)  # never wait on a supervisor that died without writing
         status = json.loads(os.read(fd, 4096) or b"null")
@@ -242,19 +261,18 @@ def _read_status(fd: int, fallback: int) -> tuple[int, int]:
     finally:
         os.close(fd)
     if not isinstance(status, dict):  # the supervisor itself died: only the launcher's status is left
-        return (fallback, -fallback) if fallback < 0 else (fallback, 0)
-    return int(status["exit"]), int(status["signal"])
+        return _Ending(fallback, -fallback if fallback < 0 else 0, False)
+    return _Ending(int(status["exit"]), int(status["signal"]), bool(status["raised"]))
 
 
-def _describe_exit(code: int, signum: int, output: str, truncated: bool) -> str:
-    if signum:
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        return f"killed by {name}" + SIGNAL_CAUSES.get(signum, "")
-    last = output.strip().splitlines()[-1] if output.strip() and not truncated else ""
-    return f"exit status {code}" + (f": {last}" if last else "")
+def _describe_exit(ending: _Ending) -> str:
+    if not ending.signum:
+        return f"exit status {ending.exit_code}"
+    try:
+        name = signal.Signals(ending.signum).name
+    except ValueError:
+        name = f"signal {ending.signum}"
+    return f"killed by {name}" + SIGNAL_CAUSES.get(ending.signum, "")
 
 
 def run_sandboxed(code: str, cfg: PythonToolConfig) -> ToolResult:
@@ -282,7 +300,7 @@ def _runner_config(
         "private_fs": iso.level != "none",
         "workdir": workdir,
         "uid": uid,
-        "expose": _interpreter_exposure() if uid is not None else [],
+        "allow": interpreter_dirs(),
         "tmpfs_mb": cfg.tmpfs_mb,
         "cpu_s": cfg.cpu_s,
         "memory_mb": cfg.memory_mb,
@@ -319,30 +337,34 @@ def _launch_as(code: str, cfg: PythonToolConfig, iso: Isolation, slot: int) -> T
         raise
     finally:
         os.close(status_w)
+    output = _HeadTail(2 * cfg.max_output_chars)
     try:
         threading.Thread(target=_feed, args=(proc.stdin, code.encode()), daemon=True).start()
-        raw, dropped, timed_out = _collect(proc, start + cfg.timeout_s, 4 * cfg.max_output_chars)
+        timed_out = _collect(proc, start + cfg.timeout_s, output)
     finally:
         _kill_everything(proc, uid)
         proc.stdout.close()
         if host_dir:
             shutil.rmtree(host_dir, ignore_errors=True)
-    exit_code, signum = _read_status(status_r, proc.returncode)
-    result = _result(raw.decode("utf-8", errors="replace"), dropped, timed_out, exit_code, signum, cfg)
+    ending = _read_status(status_r, proc.returncode)
+    result = _result(output.text(cfg.max_output_chars), timed_out, ending, cfg)
     result.latency_s = time.monotonic() - start
     return result
 
 
-def _result(
-    output: str, dropped: int, timed_out: bool, exit_code: int, signum: int, cfg: PythonToolConfig
-) -> ToolResult:
-    text = _truncate(output, dropped, cfg.max_output_chars)
+def _result(text: str, timed_out: bool, ending: _Ending, cfg: PythonToolConfig) -> ToolResult:
     error = None
     if timed_out:
         error = f"timed out after {cfg.timeout_s:g} s"
-        text = (text + "\n" if text else "") + f"TimeoutError: {error}"
-    elif exit_code != 0:
-        error = _describe_exit(exit_code, signum, output, text != output)
-        if signum:  # a traceback already tells the model what happened; a signal does not
-            text = (text + "\n" if text else "") + f"Error: {error}"
+        text = _append_line(text, f"TimeoutError: {error}")
+    elif ending.exit_code != 0:
+        error = _describe_exit(ending)
+        if not ending.raised:  # a traceback already tells the model what happened; a status does not
+            text = _append_line(text, f"Error: {error}")
+        elif text.strip():
+            error += f": {text.strip().splitlines()[-1]}"
     return ToolResult(text=text, error=error, timed_out=timed_out)
+
+
+def _append_line(text: str, line: str) -> str:
+    return (text if not text or text.endswith("\n") else text + "\n") + line

@@ -37,6 +37,8 @@ class SearchTool:
             raise ConfigError("tools.search.top_k and tools.search.max_chars must be positive")
         self.cfg = cfg
         self.backend = backend if backend is not None else make_backend(cfg)
+        if isinstance(self.backend, HttpBackend):  # its own watchdog answers first; this is the backstop
+            self.deadline_s = cfg.http_timeout_s + 5.0
 
     def schema(self) -> dict:
         return function_schema(

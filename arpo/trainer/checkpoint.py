@@ -3,19 +3,23 @@
     hf/                 the policy as a Hugging Face safetensors directory (transformers, vLLM);
                         also the weights a resume loads (saved in the training dtype)
     optimizer.pt        full optimizer state (gathered out of FSDP2), scheduler state
-    trainer_state.pt    the TrainerState (next step, held-out numbers before training), RNG states
-    config.yaml         the resolved config
+    trainer_state.pt    the TrainerState (next step, held-out numbers before training, row counts
+                        of the per-step logs), RNG states
+    config.yaml         the resolved config (secrets redacted)
 
 Everything is written to a `.tmp-` folder, which is renamed when complete; `resume=auto` takes
-the newest complete step folder and the last `keep_last` are kept.
+the newest complete step folder that loads (an unreadable one is skipped with a warning) and the
+last `keep_last` are kept.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -24,10 +28,12 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 from arpo.config import Config, to_yaml
 from arpo.errors import ArpoError
 from arpo.models.export import export_hf
+from arpo.trainer import run_logs
 from arpo.trainer.components import Learner
 from arpo.trainer.distributed import Dist
 
 STEP_DIR = re.compile(r"^step-(\d{6})$")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +43,7 @@ class TrainerState:
 
     step: int = 0
     eval_before: dict | None = None
+    log_rows: dict[str, int] | None = None  # per-step log -> rows it had when this was saved
 
 
 def checkpoint_root(run_dir: str) -> str:
@@ -53,6 +60,25 @@ def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:
         if m and os.path.isfile(os.path.join(root, name, "trainer_state.pt")):
             found.append((int(m.group(1)), os.path.join(root, name)))
     return sorted(found)
+
+
+def load_newest_readable(
+    run_dir: str, load: Callable[[str], TrainerState]
+) -> tuple[TrainerState, str] | None:
+    """(state, folder) of the newest checkpoint that `load` restores, None when there is none.
+    An unreadable one (ArpoError from `load`) is skipped with a warning; if none is readable the
+    run stops rather than start over beside them."""
+    found = list_checkpoints(run_dir)
+    first_problem = None
+    for _, path in reversed(found):
+        try:
+            return load(path), path
+        except ArpoError as e:
+            log.warning("%s; trying the checkpoint before it", e)
+            first_problem = first_problem or str(e)
+    if found:
+        raise ArpoError(f"no readable checkpoint in {checkpoint_root(run_dir)} (newest: {first_problem})")
+    return None
 
 
 def rng_state() -> dict:
@@ -87,6 +113,7 @@ def save_checkpoint(cfg: Config, learner: Learner, state: TrainerState, dist: Di
     torch.save(optimizer_state, os.path.join(tmp, "optimizer.pt"))
     with open(os.path.join(tmp, "config.yaml"), "w") as f:
         f.write(to_yaml(cfg))
+    state.log_rows = run_logs.row_counts(cfg.run_dir)
     torch.save({**asdict(state), "rng": rng_state()}, os.path.join(tmp, "trainer_state.pt"))
     if os.path.exists(final):
         shutil.rmtree(final)
@@ -119,4 +146,6 @@ def load_checkpoint(path: str, learner: Learner) -> TrainerState:
     )
     learner.scheduler.load_state_dict(extra["scheduler"])
     set_rng_state(state["rng"])
-    return TrainerState(step=state["step"], eval_before=state.get("eval_before"))
+    return TrainerState(
+        step=state["step"], eval_before=state.get("eval_before"), log_rows=state.get("log_rows")
+    )

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from arpo import output
 from arpo.output import console
+from arpo.trainer import run_logs
 from arpo.trainer.trackers import start_trackers
 
 
@@ -26,7 +27,9 @@ class MetricsLogger:
         config: dict,
         enabled: bool = True,
         loggers: tuple[str, ...] = ("wandb",),
+        kept_rows: dict[str, int] | None = None,
     ):
+        """`kept_rows`: the per-step logs' row counts recorded by the checkpoint resumed from."""
         self.enabled = enabled
         self.path = os.path.join(run_dir, "metrics.jsonl")
         self.samples_path = os.path.join(run_dir, "samples.jsonl")
@@ -36,9 +39,7 @@ class MetricsLogger:
         if not enabled:
             return
         os.makedirs(run_dir, exist_ok=True)
-        if start_step == 0 and os.path.exists(self.path):
-            os.remove(self.path)
-        self._truncate(start_step)
+        run_logs.repair(run_dir, start_step, kept_rows)
         self.trackers = start_trackers(list(loggers), run_dir, wandb_mode, config, output.warn)
         self.progress = Progress(
             TextColumn("[bold]step {task.completed}/{task.total}"),
@@ -52,17 +53,6 @@ class MetricsLogger:
         )
         self.task = self.progress.add_task("train", total=total_steps, completed=start_step, info="")
         self.progress.start()
-
-    def _truncate(self, start_step: int) -> None:
-        """On resume, drop lines of steps that the checkpoint does not cover (they will be redone)."""
-        if not os.path.exists(self.path):
-            return
-        with open(self.path) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        with open(self.path, "w") as f:
-            for r in rows:
-                if r.get("step", 0) <= start_step:
-                    f.write(json.dumps(r) + "\n")
 
     def log(self, step: int, metrics: dict) -> None:
         if not self.enabled:

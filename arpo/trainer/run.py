@@ -17,13 +17,14 @@ from arpo import output
 from arpo.agent.rollout import sampled
 from arpo.algo.advantages import grpo_advantages
 from arpo.analysis import TrajectoryLog, entropy_metrics
-from arpo.config import Config, save_config
+from arpo.config import Config, redacted, save_config
 from arpo.errors import ArpoError
 from arpo.eval.metrics import held_out_metrics
+from arpo.outdirs import check_writable_dir
 from arpo.rollout.stats import engine_metrics, rollout_stats
 from arpo.rollout.tree import Group
 from arpo.trainer.batches import rank_slice, step_indices
-from arpo.trainer.checkpoint import TrainerState, list_checkpoints, load_checkpoint, save_checkpoint
+from arpo.trainer.checkpoint import TrainerState, load_checkpoint, load_newest_readable, save_checkpoint
 from arpo.trainer.components import Components, build
 from arpo.trainer.distributed import Dist, init_distributed, reduce_metrics, shutdown
 from arpo.trainer.logger import MetricsLogger, Timer
@@ -37,6 +38,7 @@ MAX_BAD_STEPS = 3  # consecutive non-finite steps before the run stops
 
 
 def train(cfg: Config) -> dict:
+    check_writable_dir(cfg.run_dir, "run_dir")
     dist = init_distributed()
     output.set_enabled(dist.is_main)
     with contextlib.ExitStack() as cleanup:  # last in, first out: the engine goes before the process group
@@ -46,17 +48,18 @@ def train(cfg: Config) -> dict:
         run = build(cfg, dist)
         cleanup.callback(run.agent.executor.shutdown)  # MCP servers stop with the run, however it ends
         cleanup.callback(run.agent.engine.close)
-        if dist.is_main:
-            save_config(cfg, os.path.join(cfg.run_dir, "config.yaml"))
         state, last_saved = resume(cfg, run)
+        if dist.is_main:  # only once resuming has worked: a failed resume leaves the saved config as it was
+            save_config(cfg, os.path.join(cfg.run_dir, "config.yaml"))
         log = MetricsLogger(
             cfg.run_dir,
             cfg.trainer.steps,
             state.step,
             cfg.trainer.wandb,
-            asdict(cfg),
+            asdict(redacted(cfg)),
             enabled=dist.is_main,
             loggers=tuple(cfg.trainer.loggers),
+            kept_rows=state.log_rows,
         )
         trajectories = TrajectoryLog(
             cfg.run_dir, cfg.trainer.log_trajectories, cfg.seed, state.step, dist.is_main
@@ -83,13 +86,14 @@ def train(cfg: Config) -> dict:
 
 
 def resume(cfg: Config, run: Components) -> tuple[TrainerState, str | None]:
-    """The newest complete checkpoint's state (weights, optimizer, RNG restored), or a fresh one."""
-    found = list_checkpoints(cfg.run_dir) if cfg.trainer.resume == "auto" else []
-    if not found:
+    """The newest readable checkpoint's state (weights, optimizer, RNG restored), or a fresh one."""
+    loaded = None
+    if cfg.trainer.resume == "auto":
+        loaded = load_newest_readable(cfg.run_dir, lambda path: load_checkpoint(path, run.learner))
+    if loaded is None:
         return TrainerState(), None
-    state = load_checkpoint(found[-1][1], run.learner)
     run.sync_rollout_weights()
-    return state, found[-1][1]
+    return loaded
 
 
 def _announce(cfg: Config, run: Components, dist: Dist, state: TrainerState, resumed: str | None) -> None:

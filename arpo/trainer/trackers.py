@@ -31,6 +31,9 @@ class WandbTracker:
             config=config,
             name=os.path.basename(run_dir),
             reinit="finish_previous",
+            # wandb's metadata records the command line (which may hold an API key) and git
+            # remotes (which may hold a token); the config it gets is already redacted.
+            settings=wandb.Settings(x_disable_meta=True),
         )
 
     def log(self, step: int, metrics: dict) -> None:
