@@ -80,7 +80,10 @@ def test_shipped_recipes_load():
 def test_mcp_server_headers_and_env_are_redacted_in_saved_configs():
     from arpo.config import to_yaml
 
-    servers = "tools.mcp.servers=[{name: s, url: 'http://127.0.0.1:1/mcp', headers: {Authorization: Bearer xyz}}, {name: t, command: srv, env: {TOKEN: abc}}]"  # fmt: skip
+    servers = (
+        "tools.mcp.servers=[{name: s, url: 'http://127.0.0.1:1/mcp', headers: {Authorization: Bearer xyz}},"
+        " {name: t, command: srv, env: {TOKEN: abc}}]"
+    )
     cfg = load_config(None, [servers])
     saved = to_yaml(cfg)
     assert "xyz" not in saved and "abc" not in saved and saved.count("REDACTED") == 2
