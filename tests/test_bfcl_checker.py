@@ -44,6 +44,11 @@ def answerable(entry: dict) -> bool:
     )
 
 
+# Possible answers that list no allowed value for a parameter (`[]`): BFCL's own checker accepts no
+# output for them, so they are left out of the all-answers check.
+NO_ALLOWED_VALUE = ("live_simple_106-63-0", "live_simple_112-68-0")
+
+
 def first_allowed(value):
     """A possible answer's value: a dict lists the allowed values of each key (take the first;
     leave out a key that may be empty), a list holds values."""
@@ -145,7 +150,7 @@ def test_possible_answers_score_every_entry(worker, entries):
                 calls = [{"name": "any_function", "arguments": {}}]
                 output = {"calls": [] if "irrelevance" in category else calls}
                 style = "decoded"
-            elif not answerable(entry):
+            elif not answerable(entry) or entry["id"] in NO_ALLOWED_VALUE:
                 unanswerable.append(entry["id"])
                 continue
             else:
@@ -157,7 +162,14 @@ def test_possible_answers_score_every_entry(worker, entries):
             if not verdict["valid"]:
                 failures.append((entry["id"], verdict["error"][:200]))
     assert not failures, f"{len(failures)} possible answers failed, e.g. {failures[:5]}"
-    assert unanswerable == ["live_multiple_964-207-0"]  # BFCL's answer names a parameter its doc lacks
+    # BFCL data defects (bfcl-eval 2026.3.23): answers naming parameters their docs lack; NO_ALLOWED_VALUE
+    named = [
+        "live_multiple_862-181-3",
+        "live_multiple_964-207-0",
+        "parallel_multiple_12",
+        "parallel_multiple_26",
+    ]
+    assert sorted(unanswerable) == sorted([*named, *NO_ALLOWED_VALUE])
 
 
 def _param_to_perturb(call: dict, entry: dict, how: str):
