@@ -246,7 +246,7 @@ def test_user_reward_from_file(tmp_path):
         load_reward(RewardConfig(name=f"{f}:broken"))("x", "x", {})
     with pytest.raises(RewardError, match="without a 'score' key"):
         load_reward(RewardConfig(name=f"{f}:no_score"))("x", "x", {})
-    with pytest.raises(RewardError, match="has no function 'missing'.*detailed"):
+    with pytest.raises(RewardError, match="has no 'missing'.*detailed"):
         load_reward(RewardConfig(name=f"{f}:missing"))
     # a user reward may also be an example's default
     task = load_reward(RewardConfig())
@@ -257,10 +257,10 @@ def test_user_reward_errors_are_one_line(tmp_path):
     missing = tmp_path / "nope.py"
     with pytest.raises(RewardError) as e:
         load_reward(RewardConfig(name=f"{missing}:f"))
-    assert str(e.value) == f"reward file not found: {missing}"
+    assert str(e.value) == f"reward.name: file not found: {missing}"
     bad = tmp_path / "bad.py"
     bad.write_text("import not_a_module_anywhere\n")
-    with pytest.raises(RewardError, match="failed to import: ModuleNotFoundError") as e:
+    with pytest.raises(RewardError, match="cannot import .*: ModuleNotFoundError") as e:
         load_reward(RewardConfig(name=f"{bad}:f"))
     assert "\n" not in str(e.value)
     with pytest.raises(RewardError, match="unknown reward 'f2'.*path/to/file.py:function"):

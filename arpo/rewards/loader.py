@@ -9,14 +9,14 @@ the wrong type is a contract violation and stops the run with one line."""
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import math
-import os
 from collections.abc import Callable
 from typing import Any
 
 from arpo.config.reward import RewardConfig
+from arpo.errors import ArpoError
+from arpo.plugin import load_object
 from arpo.rewards.arpo_reward import arpo_reward
 from arpo.rewards.builtin import arith_reward, em_reward, f1_reward, math_reward
 from arpo.rewards.plugins import RewardError, adapt
@@ -47,20 +47,12 @@ BUILTIN_NAMES = ("task", "arpo", "f1", "em", "math", "arith", "multihop")
 
 
 def _load_user_function(spec: str) -> Callable:
-    path, _, fn_name = spec.rpartition(":")
-    if not os.path.isfile(path):
-        raise RewardError(f"reward file not found: {path}")
-    module_name = "arpo_user_reward_" + os.path.splitext(os.path.basename(path))[0]
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(module_spec)
     try:
-        module_spec.loader.exec_module(module)
-    except Exception as e:
-        raise RewardError(f"reward file {path} failed to import: {type(e).__name__}: {e}") from None
-    fn = getattr(module, fn_name, None)
+        fn = load_object(spec, "reward.name")
+    except ArpoError as e:
+        raise RewardError(str(e)) from None
     if not callable(fn):
-        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
-        raise RewardError(f"reward file {path} has no function '{fn_name}' (functions: {', '.join(found)})")
+        raise RewardError(f"reward.name: {spec!r} is not a function")
     return fn
 
 
