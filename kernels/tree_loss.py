@@ -10,10 +10,11 @@ Per unique token u (docs/design.md, "The loss over the tree"), with
 
     L(u) = -min(r, 1 + eps_high) * s_plus(u) - min(max(r, 1 - eps_low), dual_clip_c) * s_minus(u)
            + kl_coef * w(u) * k3(u) - entropy_coef * w(u) * H(u)
-    k3 = exp(d) - d - 1,  d = clamp(ref - logp, +-KL_EXPONENT_LIMIT)   (only when ref_logprob is given)
+    k3 = min(exp(d) - d - 1, KL_VALUE_LIMIT),  d = clamp(ref - logp, +-LOG_RATIO_LIMIT)  (with ref_logprob)
 
 The clamps keep a stale or far-off token finite (a ratio of e^100 would overflow fp32): past a clamp the
-term is constant, so its gradient is zero, the behaviour of verl's PPO and low-variance KL losses.
+term is constant, so its gradient is zero, the behaviour of verl's PPO and low-variance KL losses (the
+same limits: log-ratios at +-20, the k3 value at 10).
 
 `s_plus` / `s_minus` are the sums of `w_i * A_i` over the branches through u with `A_i > 0` / `A_i < 0`
 and `w` the sum of their `w_i`, so `loss = sum_u L(u)` (0-dim fp32) equals the flat per-branch PPO loss
@@ -32,9 +33,17 @@ import torch
 from ._common import KernelInputError
 from .linear import linear_logprob_entropy
 
-# |logp - old_logprob| and |ref_logprob - logp| beyond these give a constant term (zero gradient).
+# |logp - old_logprob| and |ref_logprob - logp| beyond LOG_RATIO_LIMIT, and a k3 value beyond
+# KL_VALUE_LIMIT, give a constant term (zero gradient).
 LOG_RATIO_LIMIT = 20.0
-KL_EXPONENT_LIMIT = 10.0
+KL_VALUE_LIMIT = 10.0
+
+
+def k3(delta: torch.Tensor) -> torch.Tensor:
+    """Schulman's k3 estimator of KL(pi || ref) from `delta = ref - logp`: exp(d) - d - 1 >= 0, with
+    d clamped to +-LOG_RATIO_LIMIT and the value to at most KL_VALUE_LIMIT."""
+    d = torch.clamp(delta, -LOG_RATIO_LIMIT, LOG_RATIO_LIMIT)
+    return torch.clamp(torch.exp(d) - d - 1, max=KL_VALUE_LIMIT)
 
 
 def tree_loss_from_logprob(
@@ -63,10 +72,7 @@ def tree_loss_from_logprob(
     lower = torch.clamp(torch.clamp(ratio, min=1 - eps_low), max=dual_clip_c)
     per_token = -upper * s_plus - lower * s_minus
     if ref_logprob is not None and kl_coef:
-        delta = torch.clamp(
-            torch.where(active, ref_logprob - logprob, 0), -KL_EXPONENT_LIMIT, KL_EXPONENT_LIMIT
-        )
-        per_token = per_token + kl_coef * w * (torch.exp(delta) - delta - 1)
+        per_token = per_token + kl_coef * w * k3(torch.where(active, ref_logprob - logprob, 0))
     if entropy_coef:
         per_token = per_token - entropy_coef * w * entropy
     loss = torch.where(active, per_token, 0).sum()

@@ -14,8 +14,9 @@ if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
 from arpo.kernels import _common, linear_tree_loss, reference_linear_logprob_entropy  # noqa: E402
+from arpo.kernels.tree_loss import KL_VALUE_LIMIT  # noqa: E402
 
-from arpo.algo.losses import KL_EXPONENT_LIMIT, LOG_RATIO_LIMIT, flat_token_loss, k3_kl, policy_ratio  # noqa: E402
+from arpo.algo.losses import LOG_RATIO_LIMIT, flat_token_loss, k3_kl, policy_ratio  # noqa: E402
 from arpo.config.algo import AlgoConfig  # noqa: E402
 
 CFG = AlgoConfig(eps_low=0.2, eps_high=0.28, dual_clip_c=3.0, kl_coef=0.1, entropy_coef=0.01)
@@ -44,19 +45,20 @@ def test_ratio_and_k3_are_clamped_with_zero_gradient_past_the_clamp():
     assert ratio[0].item() == pytest.approx(math.exp(LOG_RATIO_LIMIT), rel=1e-6)
     assert d.grad[:2].tolist() == [0.0, 0.0]
     assert d.grad[2:].tolist() == pytest.approx(ratio[2:].tolist())
-    logp = torch.zeros(4, requires_grad=True)
-    kl = k3_kl(logp, torch.tensor([95.0, -95.0, 3.0, 0.5]))
+    # 95: exponent clamped to 20, value to 10; -95: exponent -20 gives 19, value clamped to 10;
+    # 3: e^3 - 4 = 16.1, value clamped; 2 and 0.5 lie inside both clamps.
+    logp = torch.zeros(5, requires_grad=True)
+    kl = k3_kl(logp, torch.tensor([95.0, -95.0, 3.0, 2.0, 0.5]))
     kl.sum().backward()
-    limit = KL_EXPONENT_LIMIT
-    assert kl.tolist() == pytest.approx([math.exp(limit) - limit - 1, math.exp(-limit) + limit - 1,
-                                         math.exp(3) - 4, math.exp(0.5) - 1.5], rel=1e-6)  # fmt: skip
-    assert logp.grad[:2].tolist() == [0.0, 0.0]
-    assert logp.grad[2:].tolist() == pytest.approx([1 - math.exp(3), 1 - math.exp(0.5)], rel=1e-6)
+    inside = [math.exp(2) - 3, math.exp(0.5) - 1.5]
+    assert kl.tolist() == pytest.approx([KL_VALUE_LIMIT] * 3 + inside, rel=1e-6)
+    assert logp.grad[:3].tolist() == [0.0, 0.0, 0.0]
+    assert logp.grad[3:].tolist() == pytest.approx([1 - math.exp(2), 1 - math.exp(0.5)], rel=1e-6)
 
 
 def test_flat_loss_is_finite_with_wild_ratios():
     """Tokens 0-1: only their k3 term has a gradient (the log-ratio is clamped); tokens 2-3: only
-    their policy term (the k3 exponent is clamped); tokens 4-5: both."""
+    their policy term (the k3 term is clamped); tokens 4-5: both."""
     logp = torch.tensor([-1.0, -2.0, -0.5, -3.0, -1.5, -0.7], requires_grad=True)
     old = logp.detach() - torch.tensor(LOG_RATIO)
     ref = logp.detach() + torch.tensor(REF_DELTA)

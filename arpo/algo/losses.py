@@ -4,9 +4,10 @@ reference for the tree loss (whose per-unique-token form with two advantage sums
 the metrics, computed from weights so that the tree's equal the flat ones.
 
 Guards: the log-ratio `logp - old` is clamped to +-LOG_RATIO_LIMIT before `exp` (as verl does: a
-ratio past e^88 would overflow fp32 to inf and turn the gradient into NaN), and the k3 exponent
-`ref - logp` to +-KL_EXPONENT_LIMIT. Past a clamp the term is constant and its gradient 0, so one
-wild token cannot poison an update. The limits are the fused tree loss's, so both paths agree.
+ratio past e^88 would overflow fp32 to inf and turn the gradient into NaN), and the k3 term takes the
+fused tree loss's `k3` (exponent clamped to +-LOG_RATIO_LIMIT, value to at most KL_VALUE_LIMIT, as
+verl's low-variance KL). Past a clamp the term is constant and its gradient 0, so one wild token
+cannot poison an update, and both paths agree.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from arpo.config.algo import AlgoConfig
-from arpo.kernels.tree_loss import KL_EXPONENT_LIMIT, LOG_RATIO_LIMIT
+from arpo.kernels.tree_loss import LOG_RATIO_LIMIT, k3
 
 
 def policy_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
@@ -23,10 +24,8 @@ def policy_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Schulman's k3 estimator of KL(pi || ref): exp(d) - d - 1 >= 0, d = ref - logp clamped to
-    +-KL_EXPONENT_LIMIT."""
-    d = torch.clamp(ref_logp - logp, -KL_EXPONENT_LIMIT, KL_EXPONENT_LIMIT)
-    return torch.exp(d) - d - 1
+    """k3 KL(pi || ref) per token, clamped (see `arpo.kernels.tree_loss.k3`)."""
+    return k3(ref_logp - logp)
 
 
 def flat_token_loss(
