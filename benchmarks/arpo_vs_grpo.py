@@ -15,7 +15,8 @@ cumulative tool calls executed in training rollouts.
 Runs are independent and resumable: each writes `<out>/<name>/study.json` when it finishes and is
 skipped when that file exists, so the command can be stopped and rerun, and `--report` rebuilds
 the table (mean and a 95% t-interval over seeds) and `benchmarks/arpo_vs_grpo.png` from whatever
-has finished, appending the table to benchmarks/RESULTS.md.
+has finished, appending the table to benchmarks/RESULTS.md. `--jobs 2` runs two at a time, one
+torch thread each (wall times are then those of a shared machine, alike for both methods).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks.common import append_result, machine
 
@@ -78,8 +80,10 @@ def train(method: str, seed: int, args) -> dict | None:
         f"run_dir={run_dir}",
     ]
     print("$", " ".join(cmd), flush=True)
+    # Concurrent runs get one thread each, so that they do not fight over the cores.
+    env = dict(os.environ, OMP_NUM_THREADS="1") if args.jobs > 1 else None
     t0 = time.time()
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=env)
     result = {"method": method, "seed": seed, "wall_s": time.time() - t0, **curves(run_dir)}
     with open(done, "w") as f:
         json.dump(result, f)
@@ -203,14 +207,15 @@ def main() -> None:
     ap.add_argument("--val", type=int, default=16, help="held-out questions")
     ap.add_argument("--eval-every", type=int, default=4)
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "study"))
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (each with one torch thread)")
     ap.add_argument("--report", action="store_true", help="only rebuild the table and picture")
     args = ap.parse_args()
     if not args.report:
         # ARPO and GRPO alternate seed by seed, so an interrupted study still compares like with like.
         jobs = [(m, s) for s in args.seeds for m in MAIN]
         jobs += [(m, s) for s in args.ablation_seeds for m in METHODS if m not in MAIN]
-        for method, seed in jobs:
-            train(method, seed, args)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(lambda job: train(*job, args), jobs))
     command = (
         f"python -m benchmarks.arpo_vs_grpo --steps {args.steps} --prompts {args.prompts} "
         f"--val {args.val} --eval-every {args.eval_every}"
