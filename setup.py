@@ -39,7 +39,9 @@ def extension_modules():
         and torch.version.cuda is not None
         and os.environ.get("ARPO_NO_CUDA") != "1"
     )
-    args = {"cxx": ["-O3", "-std=c++17"]}
+    # -fopenmp-simd lets the compiler vectorise the `omp simd` reductions of the attention loops
+    # (without it a float dot product stays scalar: the decode attention op ran 2x slower).
+    args = {"cxx": ["-O3", "-std=c++17", "-fopenmp-simd"]}
     if use_cuda:
         args["nvcc"] = ["-O3"]
         ext = CUDAExtension(

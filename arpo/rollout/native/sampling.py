@@ -1,9 +1,10 @@
 """Next-token sampling with per-sequence generators, and the log-prob / entropy of each sampled token.
 
 Each row draws its randomness only from its own generator (one uniform number per token, turned
-into a token by inverse-CDF sampling in `torch.multinomial`), so a sequence's tokens depend on its
-seed and logits only, never on which other sequences share the batch. The whole batch is tempered,
-filtered and normalised at once; only the draw runs per row.
+into a token by inverse-CDF sampling), so a sequence's tokens depend on its seed and logits only,
+never on which other sequences share the batch. The whole batch is tempered, filtered, normalised
+and searched at once; only the uniform draws run per row (one `torch.multinomial` per row cost
+~1 ms at a 49k vocabulary on CPU, the bulk of a batch's sampling time).
 """
 
 from __future__ import annotations
@@ -40,9 +41,15 @@ def draw(logits: torch.Tensor, params: list[SamplingParams], generators: list[to
     for j, i in enumerate(sampled):
         if params[i].top_k > 0 or params[i].top_p < 1.0:
             z[j] = filter_logits(z[j], params[i].top_k, params[i].top_p)
-    probs = torch.softmax(z, dim=-1)
-    for j, i in enumerate(sampled):
-        tokens[i] = torch.multinomial(probs[j], 1, generator=generators[i])[0]
+    # The CDF in float64, so that rounding over a large vocabulary cannot shift a token's share.
+    cdf = torch.softmax(z, dim=-1).double().cumsum_(-1)
+    uniforms = torch.cat(
+        [torch.rand(1, generator=generators[i], dtype=torch.float64, device=cdf.device) for i in sampled]
+    )
+    targets = (uniforms * cdf[:, -1]).unsqueeze(-1)
+    # The first token whose CDF exceeds u: zero-probability tokens never are.
+    picked = torch.searchsorted(cdf, targets, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
+    tokens[rows] = picked
     return tokens
 
 
