@@ -124,7 +124,7 @@ def run_native(model, tok, args) -> dict:
             block_size=16,
             kv_cache_tokens=16384,
             max_batch_seqs=64,
-            dtype=args.native_dtype,
+            dtype="auto" if args.dtype == "float32" else args.dtype,
             compile_decode=args.compile_decode,
         ),
     )
@@ -147,7 +147,7 @@ def run_vllm(model, tok, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = export_hf(model, tok, os.path.join(tmp, "model"))
         cfg = VllmConfig(block_size=args.vllm_block_size, kv_cache_gib=1.0)
-        engine = VllmEngine(path, tok, cfg, max_model_len=2048)
+        engine = VllmEngine(path, tok, cfg, dtype=args.dtype, max_model_len=2048)
     r = drive(engine, tok, args)
     return r | {
         "prefill_computed": engine.stats["prompt_tokens"] - engine.stats["cached_prompt_tokens"],
@@ -240,7 +240,10 @@ def main(argv=None):
     ap.add_argument("--skip-transformers", action="store_true", help="engines only (the slow baseline off)")
     ap.add_argument("--repeats", type=int, default=1, help="runs per method, alternating; the median is kept")
     ap.add_argument(
-        "--native-dtype", default="auto", choices=("auto", "bfloat16"), help="native sampler dtype"
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="both engines' weights",
     )
     ap.add_argument("--compile-decode", action="store_true", help="native sampler: compiled decode step")
     ap.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
@@ -301,8 +304,8 @@ def main(argv=None):
     body = (
         f"Workload: {args.prompts} prompts x {args.roots} roots x {args.branches} branches (forked after the "
         f"first tool result), {args.turns} tool turns of {args.tool_tokens} tokens, {args.turn_tokens} "
-        "generated tokens per segment, temperature 1, fp32 policy (native sampler dtype: "
-        f"{args.native_dtype}, compiled decode: {args.compile_decode}); {args.repeats} runs per method, "
+        "generated tokens per segment, temperature 1, fp32 policy (engines' dtype: "
+        f"{args.dtype}, native compiled decode: {args.compile_decode}); {args.repeats} runs per method, "
         "methods alternating, median kept.\n\n"
         f"{table}\n\n{vllm_note} Speedup is against the {baseline}.\n"
         "Generated tok/s counts sampled tokens only (both methods sample the same tree of segments). The "
