@@ -102,7 +102,7 @@ def test_smollm2_template_gets_every_schema_in_its_system_prompt(tools):
 
 def test_tags_document_undocumented_tools_from_the_registry(tools):
     tok = tiny_tokenizer()
-    messages = chat(PYTHON_SYSTEM, PYTHON_SHOT, "What is 6 * 7?")
+    messages = chat(PYTHON_SYSTEM, (PYTHON_SHOT,), "What is 6 * 7?")
     prompt = render_prompt(tok, messages, tools, "tags")
     system = prompt.split("<|im_end|>")[0]
     assert "<calculate>expression</calculate>: Evaluate an arithmetic expression." in system
@@ -117,7 +117,7 @@ def test_tags_document_undocumented_tools_from_the_registry(tools):
 
 def test_prompt_tool_mismatch_warnings():
     calc_only = build_tools(ToolsConfig(enabled=[], custom=[CALC]))
-    messages = chat(PYTHON_SYSTEM, PYTHON_SHOT, "What is 6 * 7?")
+    messages = chat(PYTHON_SYSTEM, (PYTHON_SHOT,), "What is 6 * 7?")
     assert prompt_warnings(messages, calc_only, "tags") == [
         "the prompt advertises <python> but tool 'python' is not enabled",
         "enabled tool 'calculate' is never mentioned in the prompt; "

@@ -12,7 +12,7 @@ from arpo.data.prompts import (
     PYTHON_SYSTEM,
     SEARCH_SHOT,
     SEARCH_SYSTEM,
-    SHOP_SHOT,
+    SHOP_SHOTS,
     SHOP_SYSTEM,
 )
 from arpo.data.shop import shop_examples
@@ -23,7 +23,7 @@ __all__ = [
     "PYTHON_SYSTEM",
     "SEARCH_SHOT",
     "SEARCH_SYSTEM",
-    "SHOP_SHOT",
+    "SHOP_SHOTS",
     "SHOP_SYSTEM",
     "TASKS",
     "DataError",

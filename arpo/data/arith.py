@@ -75,5 +75,5 @@ def arith_examples(split: str, n: int, cfg: DataConfig) -> list[Example]:
     for i, (a, b) in enumerate(arith_problems(split, n, cfg)):
         question = f"What is {a} * {b}?"
         extra = {"index": i, "question": question, "ability": "math", "reward": "arith"}
-        examples.append(Example(chat(PYTHON_SYSTEM, PYTHON_SHOT, question), str(a * b), "arith", extra))
+        examples.append(Example(chat(PYTHON_SYSTEM, (PYTHON_SHOT,), question), str(a * b), "arith", extra))
     return examples

@@ -192,5 +192,5 @@ def multihop_examples(split: str, n: int, cfg: DataConfig) -> list[Example]:
             "reward": "multihop",
             "search_corpus": corpus,
         }
-        examples.append(Example(chat(SEARCH_SYSTEM, SEARCH_SHOT, question), answer, "multihop", extra))
+        examples.append(Example(chat(SEARCH_SYSTEM, (SEARCH_SHOT,), question), answer, "multihop", extra))
     return examples

@@ -7,6 +7,8 @@ short, for small models, and each comes with one worked exchange showing the too
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 ARPO_SYSTEM = (
     "You are a helpful assistant that can solve the given question step by step with the help of the "
     "wikipedia search tool and python interpreter tool. Given a question, you need to first think about "
@@ -54,19 +56,36 @@ SHOP_SYSTEM = (
     "with Python, never in your head. Then give the final answer, just the number, between <answer> and "
     "</answer>."
 )
-SHOP_SHOT = (
-    "How much do 37 Quillmark lamps cost?",
-    "<search>Quillmark lamp</search>\n<result>\nPage 1: Quillmark lamp: A Quillmark lamp costs 59 coins.\n"
-    "Page 2: Quillmark jar: A Quillmark jar costs 23 coins.\nPage 3: Varnholt lamp: A Varnholt lamp costs 41 "
-    "coins.\n</result>\n<python>print(37 * 59)</python>\n<result>\n2183\n</result>\n<answer>2183</answer>",
+# Two worked exchanges: with one, SmolLM2-135M-Instruct answered 6% of held-out questions right at T=1
+# (it garbled the item's name in most searches); with two, 19% (8 questions x 4 answers each).
+SHOP_SHOTS = (
+    (
+        "How much do 37 Quillmark lamps cost?",
+        "<search>Quillmark lamp</search>\n<result>\n"
+        "Page 1: Quillmark lamp: A Quillmark lamp costs 59 coins.\n"
+        "Page 2: Quillmark jar: A Quillmark jar costs 23 coins.\n"
+        "Page 3: Varnholt lamp: A Varnholt lamp costs 41 coins.\n"
+        "</result>\n<python>print(37 * 59)</python>\n<result>\n2183\n</result>\n<answer>2183</answer>",
+    ),
+    (
+        "How much do 64 Tessaby clocks cost?",
+        "<search>Tessaby clock</search>\n<result>\n"
+        "Page 1: Tessaby clock: A Tessaby clock costs 17 coins.\n"
+        "Page 2: Edda clock: A Edda clock costs 83 coins.\n"
+        "Page 3: Tessaby mirror: A Tessaby mirror costs 36 coins.\n"
+        "</result>\n<python>print(64 * 17)</python>\n<result>\n1088\n</result>\n<answer>1088</answer>",
+    ),
 )
 
 
-def chat(system: str | None, shot: tuple[str, str] | None, question: str) -> list[dict]:
-    """Messages: the system prompt, one worked exchange, then the question."""
+def chat(system: str | None, shots: Sequence[tuple[str, str]], question: str) -> list[dict]:
+    """Messages: the system prompt, the worked exchanges (question, answer) in order, then the question."""
     messages = [{"role": "system", "content": system}] if system else []
-    if shot:
-        messages += [{"role": "user", "content": shot[0]}, {"role": "assistant", "content": shot[1]}]
+    for shot_question, shot_answer in shots:
+        messages += [
+            {"role": "user", "content": shot_question},
+            {"role": "assistant", "content": shot_answer},
+        ]
     return messages + [{"role": "user", "content": question}]
 
 
@@ -79,11 +98,11 @@ DIRECT_SYSTEM = (
 def wrap_question(style: str, question: str) -> list[dict]:
     """A plain question under `data.system_prompt` (arpo | python | search | shop | direct | none)."""
     system, shot = {
-        "direct": (DIRECT_SYSTEM, None),
-        "arpo": (ARPO_SYSTEM, None),
-        "python": (PYTHON_SYSTEM, PYTHON_SHOT),
-        "search": (SEARCH_SYSTEM, SEARCH_SHOT),
-        "shop": (SHOP_SYSTEM, SHOP_SHOT),
-        "none": (None, None),
+        "direct": (DIRECT_SYSTEM, ()),
+        "arpo": (ARPO_SYSTEM, ()),
+        "python": (PYTHON_SYSTEM, (PYTHON_SHOT,)),
+        "search": (SEARCH_SYSTEM, (SEARCH_SHOT,)),
+        "shop": (SHOP_SYSTEM, SHOP_SHOTS),
+        "none": (None, ()),
     }[style]
     return chat(system, shot, question)

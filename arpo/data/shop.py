@@ -28,7 +28,7 @@ from arpo.config.data import DataConfig
 from arpo.data.corpus import cached_corpus
 from arpo.data.example import DataError, Example
 from arpo.data.multihop import Names
-from arpo.data.prompts import SHOP_SHOT, SHOP_SYSTEM, chat
+from arpo.data.prompts import SHOP_SHOTS, SHOP_SYSTEM, chat
 from arpo.data.split import split_of
 
 _GOODS = "lamp chair kettle basket candle blanket mirror bucket clock jar towel brush".split()
@@ -90,5 +90,5 @@ def shop_examples(split: str, n: int, cfg: DataConfig) -> list[Example]:
             "reward": "arith",
             "search_corpus": corpus,
         }
-        examples.append(Example(chat(SHOP_SYSTEM, SHOP_SHOT, question), str(q * price), "shop", extra))
+        examples.append(Example(chat(SHOP_SYSTEM, SHOP_SHOTS, question), str(q * price), "shop", extra))
     return examples
