@@ -13,11 +13,13 @@ of a 135M model).
 
 Measured with `python -m benchmarks.task_premise --questions 16 --samples 4` (2026-11-29; untrained
 SmolLM2-135M-Instruct, 16 held-out questions x 4 answers at T=1; dH over log V, k = 20): accuracy
-0.047, 1.09 calls per answer (39% of answers with two), mean dH -0.033 (entropy 1.21 over the
-tokens closing a call, 1.33 after its result). The branching signal is negative because the first
-tokens, the search query for an invented name, are already uncertain: only a third of the searches
-named the item. So for this model the task misses the range it was built for (5-40% accuracy,
-dH > 0).
+0.156, 1.67 calls per answer (70% of answers with both), mean dH -0.043 (entropy 0.84 over the
+tokens closing a call, 0.66 after its result). With one worked exchange instead of two: accuracy
+0.047 and dH -0.033 (the model garbled the item's name in two thirds of its searches). The
+branching signal stays negative: once the name is copied, the step after a result (one price into
+a product, then the product into the answer) is more certain than the search that opened the
+answer. So for this model the task has the accuracy it was built for (5-40%) but not the rise in
+entropy (dH > 0).
 """
 
 from __future__ import annotations
