@@ -18,6 +18,8 @@ from tests.conftest import ROOT
 
 AST = [c for c in SUPPORTED if c not in RELEVANCE and c not in MULTI_TURN]
 LANGUAGE = {"simple_java": "java", "simple_javascript": "javascript"}
+# Java literal suffixes BFCL's Java checker requires (a `long` without `L` stays text).
+JAVA_SUFFIX = {"long": "L", "float": "f"}
 RECORDED = os.path.join(ROOT, "tests", "assets", "bfcl_recorded_outputs.jsonl")
 
 
@@ -44,9 +46,18 @@ def answerable(entry: dict) -> bool:
     )
 
 
-# Possible answers that list no allowed value for a parameter (`[]`): BFCL's own checker accepts no
-# output for them, so they are left out of the all-answers check.
-NO_ALLOWED_VALUE = ("live_simple_106-63-0", "live_simple_112-68-0")
+# Possible answers BFCL's own checker accepts no output for (bfcl-eval 2026.3.23), left out of the
+# all-answers check: a parameter with no allowed value listed (`[]`); a Java list of `any` elements
+# (the checker turns every element into text, the answer holds numbers and booleans); a Java map
+# whose possible value is one string rather than a list of allowed values (the checker then allows
+# single characters only).
+UNANSWERABLE = {
+    "live_simple_106-63-0": "no allowed value",
+    "live_simple_112-68-0": "no allowed value",
+    "simple_java_36": "numbers and booleans in a list of any",
+    "simple_java_65": "booleans in a list of any",
+    "simple_java_64": "a map value that is not a list",
+}
 
 
 def first_allowed(value):
@@ -83,33 +94,36 @@ def answer_calls(ground_truth: list[dict], functions: list[dict], language: str 
     return calls
 
 
-def _element(value, kind: str) -> str:
-    quoted = kind in ("String", "char") or not isinstance(value, (int, float))
-    return json.dumps(value) if quoted else str(value)
+def _java_scalar(value, kind: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value}{JAVA_SUFFIX.get(kind, '')}"
+
+
+def _java_element(value, kind: str, quoted: bool) -> str:
+    """A collection element: BFCL's Java checker strips the quotes of ArrayList and HashMap
+    elements but keeps those of Array elements, so Array strings are written bare."""
+    if isinstance(value, str):
+        return json.dumps(value) if quoted else value
+    return _java_scalar(value, kind)
 
 
 def source_text(value, schema: dict, language: str) -> str:
     """A value written as Java / JavaScript source, as those languages' decoders hand it over."""
     kind = schema.get("type", "")
     inner = schema.get("items", {}).get("type", "")
-    if isinstance(value, bool):
-        return "true" if value else "false"
     if isinstance(value, str):
         return value
     if language == "javascript":
         return json.dumps(value)
-    if kind == "long":
-        return f"{value}L"
-    if kind == "float":
-        return f"{value}f"
     if kind == "ArrayList":
-        return f"new ArrayList<>(Arrays.asList({', '.join(_element(v, inner) for v in value)}))"
+        return f"new ArrayList<>(Arrays.asList({', '.join(_java_element(v, inner, True) for v in value)}))"
     if kind == "Array":
-        return f"new {inner or 'Object'}[]{{{', '.join(_element(v, inner) for v in value)}}}"
+        return f"new {inner or 'Object'}[]{{{', '.join(_java_element(v, inner, False) for v in value)}}}"
     if kind == "HashMap":
-        puts = " ".join(f"put({json.dumps(k)}, {_element(v, '')});" for k, v in value.items())
+        puts = " ".join(f"put({json.dumps(k)}, {_java_element(v, '', True)});" for k, v in value.items())
         return f"new HashMap<String, String>() {{{{ {puts} }}}}"
-    return str(value)
+    return _java_scalar(value, kind)
 
 
 def keyword_call(call: str, functions: list[dict]) -> str:
@@ -138,10 +152,8 @@ def check(worker, category, entry_id, style, output):
 
 @pytest.mark.slow
 def test_possible_answers_score_every_entry(worker, entries):
-    failures, unanswerable = [], []
-    # Not yet: this helper writes Java possible answers (string literals, typed lists) in a form
-    # BFCL's Java checker rejects for 14 of them; those entries are checked by the other tests only.
-    for category in [c for c in SUPPORTED if c != "simple_java"]:
+    failures, unanswerable, accepted = [], [], []
+    for category in SUPPORTED:
         for entry in entries[category]:
             if category in MULTI_TURN:
                 output = multi_turn_answer(entry)
@@ -150,7 +162,7 @@ def test_possible_answers_score_every_entry(worker, entries):
                 calls = [{"name": "any_function", "arguments": {}}]
                 output = {"calls": [] if "irrelevance" in category else calls}
                 style = "decoded"
-            elif not answerable(entry) or entry["id"] in NO_ALLOWED_VALUE:
+            elif not answerable(entry):
                 unanswerable.append(entry["id"])
                 continue
             else:
@@ -159,17 +171,20 @@ def test_possible_answers_score_every_entry(worker, entries):
                 )
                 output, style = {"calls": calls}, "decoded"
             verdict = check(worker, category, entry["id"], style, output)
-            if not verdict["valid"]:
+            if entry["id"] in UNANSWERABLE and verdict["valid"]:
+                accepted.append(entry["id"])  # no longer unanswerable: the list is stale
+            elif not verdict["valid"] and entry["id"] not in UNANSWERABLE:
                 failures.append((entry["id"], verdict["error"][:200]))
     assert not failures, f"{len(failures)} possible answers failed, e.g. {failures[:5]}"
-    # BFCL data defects (bfcl-eval 2026.3.23): answers naming parameters their docs lack; NO_ALLOWED_VALUE
+    assert not accepted, f"BFCL now accepts these answers: {accepted}"
+    # BFCL data defects (bfcl-eval 2026.3.23): answers naming parameters their docs lack
     named = [
         "live_multiple_862-181-3",
         "live_multiple_964-207-0",
         "parallel_multiple_12",
         "parallel_multiple_26",
     ]
-    assert sorted(unanswerable) == sorted([*named, *NO_ALLOWED_VALUE])
+    assert sorted(unanswerable) == sorted(named)
 
 
 def _param_to_perturb(call: dict, entry: dict, how: str):
