@@ -80,7 +80,8 @@ def test_checkpoint_end_to_end(worker, tmp_path):
 
 
 class ScriptedEngine:
-    """The engine protocol answering each prompt with the next scripted text of its entry."""
+    """The engine protocol answering each prompt with the next scripted text of its entry; its
+    sequences finish, so every prompt is a new one."""
 
     def __init__(self, tokenizer, script: dict[str, list[str]]):
         self.tokenizer, self.script, self.seqs, self.prompts = tokenizer, script, {}, []
@@ -92,6 +93,9 @@ class ScriptedEngine:
         answer = self.script[key].pop(0)
         self.seqs[len(self.seqs)] = list(self.tokenizer(answer, add_special_tokens=False).input_ids)
         return len(self.seqs) - 1
+
+    def status(self, seq_id):
+        return ("running", None) if self.seqs[seq_id] else ("finished", "eos")
 
     def has_runnable(self):
         return any(self.seqs.values())
@@ -131,6 +135,8 @@ def test_function_calling_conversation_runs_calls_and_follows_turns(worker):
     # BFCL's multi-turn checker judged it: only the first turn's calls were made.
     assert not record["valid"] and record["error_type"].startswith("multi_turn:")
     assert record["calls"] == 1 and record["call_format"] == FC
+    # This engine's sequences finish (nothing cached): every later answer is prefilled afresh.
+    assert [s["kv_cache"] for s in record["steps"]] == ["started"] + ["restarted"] * 4
 
 
 @pytest.mark.slow

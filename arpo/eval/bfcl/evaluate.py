@@ -23,7 +23,7 @@ from arpo.errors import ConfigError
 from arpo.eval.bfcl.bridge import START_TIMEOUT_S, BfclWorker
 from arpo.eval.bfcl.calls import FC, call_style
 from arpo.eval.bfcl.categories import parse
-from arpo.eval.bfcl.report import category_metrics, overall, print_results
+from arpo.eval.bfcl.report import cache_note, category_metrics, overall, print_results
 from arpo.eval.bfcl.runner import CategoryRun, select
 from arpo.eval.report import append_jsonl, write_results
 from arpo.models import load_model
@@ -128,4 +128,7 @@ def _category(
 
     start = time.perf_counter()
     records = run.run(category, entries, cfg.eval.batch_size, on_batch)
-    return category_metrics(records, time.perf_counter() - start)
+    metrics = category_metrics(records, time.perf_counter() - start)
+    if note := cache_note(category, metrics["kv_cache"]):
+        console.print(note, markup=False)
+    return metrics

@@ -2,7 +2,9 @@
 
 Per category: entries, accuracy (BFCL's verdicts), calls per entry, invalid-format rate (entries
 whose answer should have held calls that BFCL's decoder could not read; multi-turn: entries
-where no answer held a call; irrelevance entries do not count), wall time. Overall: the
+where no answer held a call; irrelevance entries do not count), wall time, and how the answers'
+prompts reached the engine (`kv_cache`: continuing their conversation's cached sequence, or not,
+see generate.py). Overall: the
 unweighted mean over the categories run, and BFCL's leaderboard weighting of them (see
 categories.py) with the categories it counts that were not run named.
 """
@@ -14,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from arpo.eval.bfcl.categories import weighted_overall
+from arpo.eval.bfcl.generate import APPENDED, DIVERGED, RESTARTED, STARTED
 
 
 def category_metrics(records: list[dict], wall_time_s: float) -> dict:
@@ -25,7 +28,32 @@ def category_metrics(records: list[dict], wall_time_s: float) -> dict:
         "calls_per_entry": sum(r["calls"] for r in records) / n,
         "invalid_format_rate": sum(formats) / len(formats) if formats else None,
         "wall_time_s": wall_time_s,
+        "kv_cache": cache_use(records),
     }
+
+
+def cache_use(records: list[dict]) -> dict:
+    """Answers by how their prompt reached the engine, and the prompt tokens whose cache was reused."""
+    steps = [s for r in records for s in r["steps"] if "kv_cache" in s]
+    return {
+        "answers": len(steps),
+        **{how: sum(s["kv_cache"] == how for s in steps) for how in (STARTED, APPENDED, DIVERGED, RESTARTED)},
+        "prompt_tokens": sum(s["prompt_tokens"] for s in steps),
+        "reused_tokens": sum(s["reused_tokens"] for s in steps),
+    }
+
+
+def cache_note(category: str, use: dict) -> str | None:
+    """One line on the conversations' cache reuse, for categories with answers after the first."""
+    later = use["answers"] - use[STARTED]
+    if not later:
+        return None
+    share = use["reused_tokens"] / max(1, use["prompt_tokens"])
+    return (
+        f"  {category}: {later} answers after a conversation's first: {use[APPENDED]} appended to its "
+        f"cached sequence, {use[DIVERGED]} forked where the prompt differed from it, {use[RESTARTED]} "
+        f"prefilled afresh; {100 * share:.0f}% of all prompt tokens came from the cache"
+    )
 
 
 def overall(categories: dict[str, dict]) -> dict:

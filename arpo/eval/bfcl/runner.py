@@ -1,10 +1,12 @@
 """A BFCL category end to end: entries -> conversations on the engine -> BFCL's verdicts.
 
 Conversations of a batch advance in lockstep: every one still talking gets its next answer from
-one batched `complete` call; multi-turn calls then run in the worker (whose state for an entry
-is rebuilt by replaying its earlier steps if the worker was restarted meanwhile). Nothing here
-raises on a model's output: a prompt that does not fit, a template that cannot render a turn or
-a worker deadline fails that entry with the reason, and the run goes on.
+one batched call (each conversation keeps its engine sequence and KV cache between answers, so
+a step prefills only what was added since: generate.py); multi-turn calls then run in the
+worker (whose state for an entry is rebuilt by replaying its earlier steps if the worker was
+restarted meanwhile). Nothing here raises on a model's output: a prompt that does not fit, a
+template that cannot render a turn or a worker deadline fails that entry with the reason, and
+the run goes on.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from arpo.eval.bfcl.bridge import BfclWorker, RequestFailed
 from arpo.eval.bfcl.calls import FC
 from arpo.eval.bfcl.categories import kind
 from arpo.eval.bfcl.dialogue import Dialogue
-from arpo.eval.bfcl.generate import complete, render
+from arpo.eval.bfcl.generate import Conversations, render
 
 
 def select(entries: list[dict], limit: int, seed: int) -> list[dict]:
@@ -31,6 +33,7 @@ class CategoryRun:
     def __init__(self, engine, tokenizer, worker: BfclWorker, style: str, max_new_tokens: int, context: int):
         self.engine, self.tokenizer, self.worker = engine, tokenizer, worker
         self.style, self.max_new_tokens, self.context = style, max_new_tokens, context
+        self.conversations = Conversations(engine, tokenizer, max_new_tokens)
 
     def run(self, category: str, entries: list[dict], batch_size: int, on_batch) -> list[dict]:
         """Per-entry records (transcript + verdict); `on_batch(records)` after each batch."""
@@ -51,7 +54,8 @@ class CategoryRun:
         return records
 
     def _advance(self, live: list[Dialogue]) -> None:
-        prompts, talking = [], []
+        prompts: dict[str, list[int]] = {}
+        talking = []
         for d in live:
             try:
                 ids = render(self.tokenizer, d.messages, d.tools)
@@ -63,14 +67,24 @@ class CategoryRun:
                     f"prompt of {len(ids)} tokens + {self.max_new_tokens} new exceeds context {self.context}"
                 )
                 continue
-            prompts.append(ids)
+            prompts[d.id] = ids
             talking.append(d)
         if not talking:
             return
-        for d, done in zip(talking, complete(self.engine, self.tokenizer, prompts, self.max_new_tokens)):
+        answers = self.conversations.complete(prompts)
+        for d in talking:
+            done = answers[d.id]
             output = d.decoded(done.text)
             d.record(done.text, output)
-            d.log[-1].update({"tokens": done.tokens, "finish_reason": done.finish_reason})
+            d.log[-1].update(
+                {
+                    "tokens": done.tokens,
+                    "finish_reason": done.finish_reason,
+                    "prompt_tokens": done.prompt_tokens,
+                    "kv_cache": done.cache,
+                    "reused_tokens": done.reused_tokens,
+                }
+            )
             if d.multi_turn:
                 self._execute(d, done.text, output)
             else:
@@ -95,6 +109,7 @@ class CategoryRun:
 
     def _verdict(self, d: Dialogue, wall_s: float) -> dict:
         style = "decoded" if self.style == FC else "prompt"
+        self.conversations.close(d.id)
         if d.multi_turn:
             self._forget(d)
         if d.failure:
