@@ -140,3 +140,21 @@ def test_dialogue_turn_rules():
     )
     p.start()
     assert p.messages == [{"role": "system", "content": "SYSTEM"}, {"role": "user", "content": "q"}]
+
+
+@pytest.mark.parametrize(
+    "overrides, category, expected",
+    [
+        ([], "multi_turn_base", 4),  # 32768 cached tokens hold four conversations of 8192
+        (["rollout.sampler.kv_cache_tokens=100000"], "multi_turn_base", 12),
+        (["rollout.sampler.num_blocks=1024", "rollout.sampler.block_size=16"], "multi_turn_base", 2),
+        ([], "simple_python", 16),  # one answer each: nothing kept between answers
+        (["rollout.engine=vllm"], "multi_turn_base", 16),  # vLLM manages its own cache
+    ],
+)
+def test_multi_turn_conversations_at_once_fit_the_native_cache(overrides, category, expected):
+    from arpo.config import load_config
+    from arpo.eval.bfcl.evaluate import conversations_at_once
+
+    cfg = load_config(None, ["eval.batch_size=16", *overrides])
+    assert conversations_at_once(cfg, category, context=8192) == expected

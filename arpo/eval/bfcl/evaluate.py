@@ -22,7 +22,7 @@ from arpo.config import Config
 from arpo.errors import ConfigError
 from arpo.eval.bfcl.bridge import START_TIMEOUT_S, BfclWorker
 from arpo.eval.bfcl.calls import FC, call_style
-from arpo.eval.bfcl.categories import parse
+from arpo.eval.bfcl.categories import kind, parse
 from arpo.eval.bfcl.report import cache_note, category_metrics, overall, print_results
 from arpo.eval.bfcl.runner import CategoryRun, select
 from arpo.eval.report import append_jsonl, write_results
@@ -58,6 +58,17 @@ def with_context(cfg: Config, context: int) -> Config:
     """vLLM sized for BFCL's long conversations rather than data.max_prompt_tokens."""
     vllm = dataclasses.replace(cfg.rollout.vllm, max_model_len=context)
     return dataclasses.replace(cfg, rollout=dataclasses.replace(cfg.rollout, vllm=vllm))
+
+
+def conversations_at_once(cfg: Config, category: str, context: int) -> int:
+    """Conversations of `category` run together. A multi-turn conversation keeps its KV cache
+    between answers, so on the native sampler only as many run as its cache holds at full context:
+    one evicted meanwhile would recompute its whole prompt at every answer. vLLM manages its own."""
+    if kind(category) != "multi_turn" or cfg.rollout.engine != "native":
+        return cfg.eval.batch_size
+    sampler = cfg.rollout.sampler
+    cache_tokens = sampler.num_blocks * sampler.block_size if sampler.num_blocks else sampler.kv_cache_tokens
+    return max(1, min(cfg.eval.batch_size, cache_tokens // context))
 
 
 def run_bfcl(cfg: Config) -> dict:
@@ -126,8 +137,15 @@ def _category(
         right = sum(r["valid"] for r in records)
         console.print(f"  {category}: {done[0]}/{len(entries)}, {right} of the last {len(records)} right")
 
+    batch_size = conversations_at_once(cfg, category, run.context)
+    if batch_size < cfg.eval.batch_size:
+        console.print(
+            f"  {category}: {batch_size} conversations at a time (the sampler's KV cache holds "
+            f"{batch_size} at the full context of {run.context} tokens; rollout.sampler.kv_cache_tokens)",
+            markup=False,
+        )
     start = time.perf_counter()
-    records = run.run(category, entries, cfg.eval.batch_size, on_batch)
+    records = run.run(category, entries, batch_size, on_batch)
     metrics = category_metrics(records, time.perf_counter() - start)
     if note := cache_note(category, metrics["kv_cache"]):
         console.print(note, markup=False)
