@@ -119,9 +119,9 @@ def forward(logits: torch.Tensor, labels: torch.Tensor, inv_temp: float, ignore_
     return out.unbind(0)
 
 
-def backward(logits, labels, lse, mean_z, g_logprob, g_entropy, inv_temp: float, ignore_index: int):
+def backward(logits, labels, lse, mean_z, g_logprob, g_entropy, inv_temp: float, ignore_index: int, dlogits):
+    """Writes d logits into `dlogits` [N, V]; it may be `logits` itself (each tile is read, then written)."""
     n, vocab = logits.shape
-    dlogits = torch.empty_like(logits)
     if n:
         block = min(_block_v(vocab), 1024)
         _backward_kernel[(n, triton.cdiv(vocab, block))](
@@ -139,4 +139,3 @@ def backward(logits, labels, lse, mean_z, g_logprob, g_entropy, inv_temp: float,
             ignore_index,
             BLOCK_V=block,
         )
-    return dlogits

@@ -71,8 +71,8 @@ def _row_chunks(n: int, vocab: int):
     return [(r, min(r + rows, n)) for r in range(0, max(n, 1), rows)]  # n == 0: one empty chunk
 
 
-def _forward(logits, labels, inv_temp, ignore_index, impl):
-    """(logp, entropy, lse, b/s), each [N]."""
+def row_stats(logits, labels, inv_temp, ignore_index, impl):
+    """(logp, entropy, lse, b/s), each [N], of `logits` [N, V] (impl "triton" or "torch")."""
     if impl == "triton":
         return triton_module("_from_logits_triton").forward(logits, labels, inv_temp, ignore_index)
     cdt = _compute_dtype(logits.dtype)
@@ -89,7 +89,7 @@ class LogprobEntropyFromLogits(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, labels, temperature, ignore_index, impl):
         inv_temp = 1.0 / temperature
-        logp, entropy, lse, mean_z = _forward(logits, labels, inv_temp, ignore_index, impl)
+        logp, entropy, lse, mean_z = row_stats(logits, labels, inv_temp, ignore_index, impl)
         ctx.save_for_backward(logits, labels, lse, mean_z)
         ctx.inv_temp, ctx.ignore_index, ctx.impl = inv_temp, ignore_index, impl
         return logp, entropy
@@ -97,30 +97,32 @@ class LogprobEntropyFromLogits(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_logprob, g_entropy):
         logits, labels, lse, mean_z = ctx.saved_tensors
-        active = labels != ctx.ignore_index
-        g_lp = torch.zeros_like(lse) if g_logprob is None else torch.where(active, g_logprob.to(lse.dtype), 0)
-        g_ent = (
-            torch.zeros_like(lse) if g_entropy is None else torch.where(active, g_entropy.to(lse.dtype), 0)
+        g_lp = torch.zeros_like(lse) if g_logprob is None else g_logprob.to(lse.dtype)
+        g_ent = torch.zeros_like(lse) if g_entropy is None else g_entropy.to(lse.dtype)
+        dlogits = logits_gradient(
+            logits, labels, lse, mean_z, g_lp, g_ent, ctx.inv_temp, ctx.ignore_index, ctx.impl
         )
-        if ctx.impl == "triton":
-            dlogits = triton_module("_from_logits_triton").backward(
-                logits,
-                labels,
-                lse,
-                mean_z,
-                g_lp.contiguous(),
-                g_ent.contiguous(),
-                ctx.inv_temp,
-                ctx.ignore_index,
-            )
-            return dlogits, None, None, None, None
-        dlogits = torch.empty_like(logits)
-        y = labels.clamp(0, logits.shape[1] - 1)
-        for r0, r1 in _row_chunks(*logits.shape):
-            z = _scaled(logits[r0:r1], lse.dtype, ctx.inv_temp)
-            dz = _torch_backward_rows(z, y[r0:r1], mean_z[r0:r1], g_lp[r0:r1], g_ent[r0:r1])
-            dlogits[r0:r1] = dz.mul_(ctx.inv_temp)
         return dlogits, None, None, None, None
+
+
+def logits_gradient(logits, labels, lse, mean_z, g_lp, g_ent, inv_temp, ignore_index, impl, out=None):
+    """d(g_lp . logp + g_ent . entropy) / d logits [N, V] for `row_stats`'s lse and b/s, into `out`
+    (a new tensor like `logits` when None; `out=logits` overwrites the logits in place)."""
+    out = torch.empty_like(logits) if out is None else out
+    if impl == "triton":
+        kernels = triton_module("_from_logits_triton")
+        kernels.backward(
+            logits, labels, lse, mean_z, g_lp.contiguous(), g_ent.contiguous(), inv_temp, ignore_index, out
+        )
+        return out
+    active = labels != ignore_index
+    g_lp, g_ent = torch.where(active, g_lp, 0), torch.where(active, g_ent, 0)
+    y = labels.clamp(0, logits.shape[1] - 1)
+    for r0, r1 in _row_chunks(*logits.shape):
+        z = _scaled(logits[r0:r1], lse.dtype, inv_temp)
+        dz = _torch_backward_rows(z, y[r0:r1], mean_z[r0:r1], g_lp[r0:r1], g_ent[r0:r1])
+        out[r0:r1] = dz.mul_(inv_temp)
+    return out
 
 
 def logprob_entropy_from_logits(
@@ -157,5 +159,5 @@ def logprob_entropy_from_logits(
     if impl == "triton":
         logits, labels = logits.contiguous(), labels.contiguous()
     if not (torch.is_grad_enabled() and logits.requires_grad):  # the sampler: skip autograd bookkeeping
-        return _forward(logits, labels, 1.0 / temperature, ignore_index, impl)[:2]
+        return row_stats(logits, labels, 1.0 / temperature, ignore_index, impl)[:2]
     return LogprobEntropyFromLogits.apply(logits, labels, temperature, ignore_index, impl)

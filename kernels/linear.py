@@ -246,7 +246,8 @@ class LinearLogprobEntropy(torch.autograd.Function):
         return dh, dw, (db.to(ctx.bias.dtype) if need_b else None), *none
 
 
-def _check(hidden, weight, labels, bias, softcap, shift) -> None:
+def check_inputs(hidden, weight, labels, bias=None, softcap=None, shift=False) -> None:
+    """Shapes, dtypes and options of `linear_logprob_entropy` (KernelInputError on a mismatch)."""
     if hidden.dim() < (2 if shift else 1) or weight.dim() != 2 or hidden.shape[-1] != weight.shape[1]:
         raise KernelInputError(
             f"need hidden [..., H]{' with a sequence axis for shift=True' if shift else ''} and weight"
@@ -299,24 +300,32 @@ def linear_logprob_entropy(
     Raises:
         KernelInputError (a ValueError): bad shapes, dtypes, labels or options.
     """
-    _check(hidden, weight, labels, bias, softcap, shift)
+    check_inputs(hidden, weight, labels, bias, softcap, shift)
     if shift:
         hidden, labels = hidden[..., :-1, :], labels[..., 1:]
     lead = labels.shape
-    hidden, labels = hidden.reshape(-1, hidden.shape[-1]), labels.reshape(-1)
-    check_temperature(temperature)
-    check_labels(labels, hidden.shape[0], weight.shape[0], ignore_index)
-    labels = labels.long()  # gather / scatter want int64 indices
-    impl = resolve_impl(impl, hidden, weight)
+    hidden, weight, labels, bias, impl = prepare_inputs(
+        hidden.reshape(-1, hidden.shape[-1]), weight, labels.reshape(-1), temperature, ignore_index, impl, bias
+    )
     if impl == "reference":
         out = reference_linear_logprob_entropy(
             hidden, weight, labels, temperature, ignore_index, softcap, bias
         )
     else:
-        if impl == "triton":
-            hidden, weight, labels = hidden.contiguous(), weight.contiguous(), labels.contiguous()
-            bias = None if bias is None else bias.contiguous()
         out = LinearLogprobEntropy.apply(
             hidden, weight, bias, labels, temperature, ignore_index, impl, softcap
         )
     return out[0].view(lead), out[1].view(lead)
+
+
+def prepare_inputs(hidden, weight, labels, temperature, ignore_index, impl, bias=None):
+    """Checked inputs for the kernels: (hidden [N, H], weight, labels [N] int64, bias, resolved impl),
+    contiguous for Triton. Shapes and dtypes must already be consistent (`_check`)."""
+    check_temperature(temperature)
+    check_labels(labels, hidden.shape[0], weight.shape[0], ignore_index)
+    labels = labels.long()  # gather / scatter want int64 indices
+    impl = resolve_impl(impl, hidden, weight)
+    if impl == "triton":
+        hidden, weight, labels = hidden.contiguous(), weight.contiguous(), labels.contiguous()
+        bias = None if bias is None else bias.contiguous()
+    return hidden, weight, labels, bias, impl

@@ -1,0 +1,110 @@
+"""`linear_loss`: a per-token loss over the LM head's log-prob and entropy, its gradient made in the forward.
+
+    loss, logprob, entropy = linear_loss(hidden [N, H], weight [V, H], labels [N], row_loss,
+                                         temperature, ignore_index, impl)
+
+`row_loss(logprob, entropy, r0, r1)` is the 0-dim sum of a per-token loss over the rows `r0:r1`, a torch
+function of those rows' log-prob and entropy (and of fixed per-token data it slices itself). `loss` is
+the sum over all rows, differentiable in `hidden` and `weight`; `logprob` and `entropy` ([N], fp32, fp64
+for fp64 inputs) are detached values, as in `linear_logprob_entropy`. Inputs come from
+`linear.prepare_inputs` with impl "triton" or "torch".
+
+Because the upstream gradients `dL/dlogprob` and `dL/dentropy` of such a loss are known as soon as the
+row's own statistics are, the forward finishes the backward's work in three N x H x V GEMMs instead of
+the four of the two-pass path (whose backward recomputes the logits). Per block of R token rows:
+
+  1. logits [R, V] = h @ W.T into one reused workspace (cuBLAS; the input dtype)
+  2. lse, b/s, log-prob and entropy of each row (`from_logits.row_stats`: one Triton program per row)
+  3. g_logp, g_H = autograd of `row_loss` on those [R] vectors: the loss's own formula, no hand copy
+  4. dz over the workspace, in place (`from_logits.logits_gradient`)
+  5. dh[rows] = dz @ W, and dW (+)= dz.T @ h[rows] accumulated in place
+
+The backward only scales the kept dh and dW by the incoming scalar gradient, in place (one backward per
+forward). Rows per block: `WORKSPACE_BYTES // (V * element size)`, a multiple of `ROW_MULTIPLE`.
+
+Extra memory: dW and dh (held from forward to backward) plus the workspace. dW is accumulated across
+blocks in the weight's dtype: an fp32 accumulator would add twice dW's size, while bf16 rounding once per
+block (about 16 blocks at N = 8192) leaves a relative error of a few 2^-9 per element, within the
+tolerance bf16 gradients already carry. The torch path computes in fp32 (fp64 for fp64 inputs) and casts
+dW once. fp16 is not served here (the caller keeps the two-pass path): an fp16 dz at token-mean scale
+underflows in place of the logits, and fp32 operands would need an fp32 copy of W.
+"""
+
+import torch
+
+from .from_logits import logits_gradient, row_stats
+from .linear import _gemm
+
+WORKSPACE_BYTES = {"cpu": 16 * 2**20, "cuda": 160 * 2**20}
+ROW_MULTIPLE = 64
+
+
+def block_rows(n: int, vocab: int, element_bytes: int, device: torch.device) -> int:
+    """Token rows per block: the workspace budget over one row of logits, a multiple of ROW_MULTIPLE."""
+    rows = max(1, WORKSPACE_BYTES["cuda" if device.type == "cuda" else "cpu"] // (vocab * element_bytes))
+    if rows >= ROW_MULTIPLE:
+        rows -= rows % ROW_MULTIPLE
+    return max(1, min(rows, n))
+
+
+def _row_loss_grads(row_loss, logprob, entropy, r0, r1):
+    """(loss, g_logp, g_H) of `row_loss` over rows r0:r1, by autograd on detached copies."""
+    with torch.enable_grad():
+        logp = logprob.detach().requires_grad_()
+        ent = entropy.detach().requires_grad_()
+        loss = row_loss(logp, ent, r0, r1)
+        g_logp, g_ent = torch.autograd.grad(loss, (logp, ent), allow_unused=True, materialize_grads=True)
+    return loss.detach(), g_logp, g_ent
+
+
+class LinearLoss(torch.autograd.Function):
+    """Forward: loss, log-prob and entropy, with dh and dW; backward: those scaled by the loss's gradient."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, row_loss, temperature, ignore_index, impl):
+        stats_dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+        work_dtype = hidden.dtype if impl == "triton" else stats_dtype
+        h, w = hidden.to(work_dtype), weight.to(work_dtype)
+        n, vocab = hidden.shape[0], weight.shape[0]
+        rows = block_rows(n, vocab, h.element_size(), hidden.device)
+        workspace = torch.empty((rows, vocab), dtype=work_dtype, device=hidden.device)
+        need_h, need_w = ctx.needs_input_grad[:2]
+        dh = torch.empty_like(h) if need_h else None
+        dw = torch.empty_like(w) if need_w else None
+        logprob, entropy = (torch.empty(n, dtype=stats_dtype, device=hidden.device) for _ in range(2))
+        loss = torch.zeros((), dtype=stats_dtype, device=hidden.device)
+        for r0 in range(0, n, rows):
+            r1 = min(r0 + rows, n)
+            logits = workspace[: r1 - r0]
+            torch.mm(h[r0:r1], w.T, out=logits)
+            logp, ent, lse, mean_z = row_stats(logits, labels[r0:r1], 1.0 / temperature, ignore_index, impl)
+            logprob[r0:r1], entropy[r0:r1] = logp, ent
+            block_loss, g_logp, g_ent = _row_loss_grads(row_loss, logp, ent, r0, r1)
+            loss += block_loss
+            dz = logits_gradient(
+                logits, labels[r0:r1], lse, mean_z, g_logp, g_ent, 1.0 / temperature, ignore_index, impl, logits
+            )
+            if need_h:
+                torch.mm(dz, w, out=dh[r0:r1])
+            if need_w:
+                _gemm(dw, dz.T, h[r0:r1], accumulate=r0 > 0)
+        if need_w and n == 0:
+            dw.zero_()
+        del workspace
+        ctx.grads = (None if dh is None else dh.to(hidden.dtype), None if dw is None else dw.to(weight.dtype))
+        ctx.mark_non_differentiable(logprob, entropy)
+        return loss, logprob, entropy
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_logprob, _grad_entropy):
+        if ctx.grads is None:
+            raise RuntimeError("arpo.kernels.linear_loss: backward runs once per forward (it scales in place)")
+        dh, dw = ctx.grads
+        ctx.grads = None
+        scale = lambda t: None if t is None else t.mul_(grad_loss.to(t.dtype))
+        return scale(dh), scale(dw), None, None, None, None, None
+
+
+def linear_loss(hidden, weight, labels, row_loss, temperature, ignore_index, impl):
+    """(loss, logprob, entropy); see the module docstring."""
+    return LinearLoss.apply(hidden, weight, labels, row_loss, temperature, ignore_index, impl)
