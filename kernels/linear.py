@@ -304,8 +304,9 @@ def linear_logprob_entropy(
     if shift:
         hidden, labels = hidden[..., :-1, :], labels[..., 1:]
     lead = labels.shape
+    hidden, labels = hidden.reshape(-1, hidden.shape[-1]), labels.reshape(-1)
     hidden, weight, labels, bias, impl = prepare_inputs(
-        hidden.reshape(-1, hidden.shape[-1]), weight, labels.reshape(-1), temperature, ignore_index, impl, bias
+        hidden, weight, labels, temperature, ignore_index, impl, bias
     )
     if impl == "reference":
         out = reference_linear_logprob_entropy(

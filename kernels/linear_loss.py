@@ -82,7 +82,7 @@ class LinearLoss(torch.autograd.Function):
             block_loss, g_logp, g_ent = _row_loss_grads(row_loss, logp, ent, r0, r1)
             loss += block_loss
             dz = logits_gradient(
-                logits, labels[r0:r1], lse, mean_z, g_logp, g_ent, 1.0 / temperature, ignore_index, impl, logits
+                logits, labels[r0:r1], lse, mean_z, g_logp, g_ent, 1 / temperature, ignore_index, impl, logits
             )
             if need_h:
                 torch.mm(dz, w, out=dh[r0:r1])
@@ -98,7 +98,7 @@ class LinearLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss, _grad_logprob, _grad_entropy):
         if ctx.grads is None:
-            raise RuntimeError("arpo.kernels.linear_loss: backward runs once per forward (it scales in place)")
+            raise RuntimeError("arpo.kernels.linear_loss: one backward per forward (it scales in place)")
         dh, dw = ctx.grads
         ctx.grads = None
         scale = lambda t: None if t is None else t.mul_(grad_loss.to(t.dtype))

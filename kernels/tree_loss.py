@@ -158,7 +158,9 @@ def linear_tree_loss(
     )
     hidden, weight, labels, _, impl = prepare_inputs(hidden, weight, labels, temperature, ignore_index, impl)
     out_dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
-    per_token = [None if t is None else t.to(out_dtype) for t in (old_logprob, s_plus, s_minus, w, ref_logprob)]
+    per_token = [
+        None if t is None else t.to(out_dtype) for t in (old_logprob, s_plus, s_minus, w, ref_logprob)
+    ]
     if _gradient_in_forward(impl, hidden, weight, per_token):
         terms = lambda logp, ent, r0, r1: _per_token_terms(
             logp, ent, labels[r0:r1], *(None if t is None else t[r0:r1] for t in per_token), clip
