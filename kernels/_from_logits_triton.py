@@ -2,9 +2,14 @@
 
 Forward: one program per row streams vocabulary tiles keeping the running max `m`, `s = sum e^(z-m)`
 and `b = sum e^(z-m) z` of `z = logits / T`, then writes `logp = z_y - lse`, `H = lse - b/s` and, for
-backward, `lse` and `b/s`. Backward: one program per (row, vocabulary tile) writes
+backward, `lse` and `b/s`. Backward: one program per (row, run of vocabulary tiles) writes
 `dlogits = (g_logp * (onehot(y) - p) - g_H * p * (z - b/s)) / T`. Logits of -inf (masked vocabulary)
 contribute nothing and never produce NaN.
+
+The backward may write over its own input: same dtype, or a narrower one into the first half of each
+fp32 logit row (`dlogits` a view with row stride 2V of bf16/fp16 over the fp32 rows). The narrowing
+write runs one program per row, streaming its tiles in order: tile c's output bytes then overlap only
+logits of columns below c's end, which that program has already read.
 """
 
 import torch
@@ -69,28 +74,29 @@ def _backward_kernel(
     stride_d,
     inv_temp,
     ignore_index,
+    tiles,
     BLOCK_V: tl.constexpr,
 ):
     row = tl.program_id(0)
-    cols = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
-    col_ok = cols < V
     y = tl.load(y_ptr + row)
     active = y != ignore_index
-    z = tl.load(logits_ptr + row.to(tl.int64) * stride + cols, mask=col_ok, other=float("-inf"))
-    z = z.to(tl.float32) * inv_temp
     lse = tl.load(lse_ptr + row)
     mean_z = tl.load(mean_ptr + row)
     g_lp = tl.load(glp_ptr + row)
     g_ent = tl.load(gent_ptr + row)
-    p = tl.exp(z - lse)
-    # A -inf logit has p == 0: leave its centred logit at 0 rather than form 0 * inf.
-    centred = tl.where(p > 0.0, z - mean_z, 0.0)
-    dz = -p * (g_lp + g_ent * centred)
-    dz = tl.where(cols == y, dz + g_lp, dz)
-    dz = tl.where(active, dz * inv_temp, 0.0)
-    tl.store(
-        dlogits_ptr + row.to(tl.int64) * stride_d + cols, dz.to(dlogits_ptr.dtype.element_ty), mask=col_ok
-    )
+    for tile in range(0, tiles):  # in order: an in-place narrowing write relies on it
+        cols = (tl.program_id(1) * tiles + tile) * BLOCK_V + tl.arange(0, BLOCK_V)
+        col_ok = cols < V
+        z = tl.load(logits_ptr + row.to(tl.int64) * stride + cols, mask=col_ok, other=float("-inf"))
+        z = z.to(tl.float32) * inv_temp
+        p = tl.exp(z - lse)
+        # A -inf logit has p == 0: leave its centred logit at 0 rather than form 0 * inf.
+        centred = tl.where(p > 0.0, z - mean_z, 0.0)
+        dz = -p * (g_lp + g_ent * centred)
+        dz = tl.where(cols == y, dz + g_lp, dz)
+        dz = tl.where(active, dz * inv_temp, 0.0)
+        out = dlogits_ptr + row.to(tl.int64) * stride_d + cols
+        tl.store(out, dz.to(dlogits_ptr.dtype.element_ty), mask=col_ok)
 
 
 def _block_v(vocab: int) -> int:
@@ -120,11 +126,14 @@ def forward(logits: torch.Tensor, labels: torch.Tensor, inv_temp: float, ignore_
 
 
 def backward(logits, labels, lse, mean_z, g_logprob, g_entropy, inv_temp: float, ignore_index: int, dlogits):
-    """Writes d logits into `dlogits` [N, V]; it may be `logits` itself (each tile is read, then written)."""
+    """Writes d logits into `dlogits` [N, V]: a new tensor, `logits` itself, or a narrower view over
+    `logits`' rows (see the module docstring)."""
     n, vocab = logits.shape
     if n:
         block = min(_block_v(vocab), 1024)
-        _backward_kernel[(n, triton.cdiv(vocab, block))](
+        narrowing = dlogits.element_size() < logits.element_size()
+        tiles = triton.cdiv(vocab, block) if narrowing else 1
+        _backward_kernel[(n, triton.cdiv(vocab, block * tiles))](
             logits,
             labels,
             lse,
@@ -137,5 +146,6 @@ def backward(logits, labels, lse, mean_z, g_logprob, g_entropy, inv_temp: float,
             dlogits.stride(0),
             inv_temp,
             ignore_index,
+            tiles,
             BLOCK_V=block,
         )

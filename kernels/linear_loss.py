@@ -13,21 +13,26 @@ Because the upstream gradients `dL/dlogprob` and `dL/dentropy` of such a loss ar
 row's own statistics are, the forward finishes the backward's work in three N x H x V GEMMs instead of
 the four of the two-pass path (whose backward recomputes the logits). Per block of R token rows:
 
-  1. logits [R, V] = h @ W.T into one reused workspace (cuBLAS; the input dtype)
+  1. logits [R, V] = h @ W.T in fp32 into one reused workspace (cuBLAS accumulates in fp32 and writes
+     fp32: logits rounded to bf16 would be off by |z| * 2^-9, about 0.02 at |z| = 10)
   2. lse, b/s, log-prob and entropy of each row (`from_logits.row_stats`: one Triton program per row)
   3. g_logp, g_H = autograd of `row_loss` on those [R] vectors: the loss's own formula, no hand copy
-  4. dz over the workspace, in place (`from_logits.logits_gradient`)
+  4. dz over the workspace in place (`from_logits.logits_gradient`); for bf16 inputs dz is bf16 and
+     goes into the first half of each fp32 row (a view with row stride 2V), one program per row
   5. dh[rows] = dz @ W, and dW (+)= dz.T @ h[rows] accumulated in place
 
 The backward only scales the kept dh and dW by the incoming scalar gradient, in place (one backward per
-forward). Rows per block: `WORKSPACE_BYTES // (V * element size)`, a multiple of `ROW_MULTIPLE`.
+forward). Rows per block: `WORKSPACE_BYTES // (V * 4)` (fp32 logits), a multiple of `ROW_MULTIPLE`:
+320 on CUDA at V = 152064, so 26 blocks at N = 8192.
 
-Extra memory: dW and dh (held from forward to backward) plus the workspace. dW is accumulated across
-blocks in the weight's dtype: an fp32 accumulator would add twice dW's size, while bf16 rounding once per
-block (about 16 blocks at N = 8192) leaves a relative error of a few 2^-9 per element, within the
-tolerance bf16 gradients already carry. The torch path computes in fp32 (fp64 for fp64 inputs) and casts
-dW once. fp16 is not served here (the caller keeps the two-pass path): an fp16 dz at token-mean scale
-underflows in place of the logits, and fp32 operands would need an fp32 copy of W.
+Extra memory: dW and dh (held from forward to backward) plus the workspace: at N = 8192, H = 4096,
+V = 152064 bf16, dW + 64 MiB + 186 MiB. dW is accumulated across blocks in the weight's dtype: an fp32
+accumulator would add twice dW's size (2.4 GiB there). The price is one bf16 rounding of the running sum
+per block; in tests/test_kernels_linear_loss.py 24 blocks raise the worst vocabulary row's relative
+error from 8.2e-3 (one block: bf16 dz, one rounding) to 1.2e-2. The torch path computes in fp32 (fp64
+for fp64 inputs) and casts dW once. fp16 is not served here (the caller keeps the two-pass path): an
+fp16 dz at token-mean scale underflows (the two-pass path then uses an fp32 dz), and fp32 GEMM
+operands would need an fp32 copy of W.
 """
 
 import torch
@@ -35,12 +40,13 @@ import torch
 from .from_logits import logits_gradient, row_stats
 from .linear import _gemm
 
-WORKSPACE_BYTES = {"cpu": 16 * 2**20, "cuda": 160 * 2**20}
+# fp32 logits per block. CUDA: with dh (64 MiB at N = 8192, H = 4096 bf16) extra memory stays <= dW + 256 MiB.
+WORKSPACE_BYTES = {"cpu": 16 * 2**20, "cuda": 192 * 2**20}
 ROW_MULTIPLE = 64
 
 
 def block_rows(n: int, vocab: int, element_bytes: int, device: torch.device) -> int:
-    """Token rows per block: the workspace budget over one row of logits, a multiple of ROW_MULTIPLE."""
+    """Token rows per block: the workspace over one row of logits, a multiple of ROW_MULTIPLE if >= it."""
     rows = max(1, WORKSPACE_BYTES["cuda" if device.type == "cuda" else "cpu"] // (vocab * element_bytes))
     if rows >= ROW_MULTIPLE:
         rows -= rows % ROW_MULTIPLE
@@ -63,11 +69,12 @@ class LinearLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, labels, row_loss, temperature, ignore_index, impl):
         stats_dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
-        work_dtype = hidden.dtype if impl == "triton" else stats_dtype
-        h, w = hidden.to(work_dtype), weight.to(work_dtype)
+        h, w = (t.to(hidden.dtype if impl == "triton" else stats_dtype) for t in (hidden, weight))
         n, vocab = hidden.shape[0], weight.shape[0]
-        rows = block_rows(n, vocab, h.element_size(), hidden.device)
-        workspace = torch.empty((rows, vocab), dtype=work_dtype, device=hidden.device)
+        rows = block_rows(n, vocab, stats_dtype.itemsize, hidden.device)
+        workspace = torch.empty((rows, vocab), dtype=stats_dtype, device=hidden.device)
+        # dz in the GEMM dtype; a half dz goes into the first half of each fp32 logit row.
+        dz_rows = workspace.view(h.dtype)[:, :vocab]
         need_h, need_w = ctx.needs_input_grad[:2]
         dh = torch.empty_like(h) if need_h else None
         dw = torch.empty_like(w) if need_w else None
@@ -76,13 +83,14 @@ class LinearLoss(torch.autograd.Function):
         for r0 in range(0, n, rows):
             r1 = min(r0 + rows, n)
             logits = workspace[: r1 - r0]
-            torch.mm(h[r0:r1], w.T, out=logits)
+            _gemm(logits, h[r0:r1], w.T, accumulate=False)
             logp, ent, lse, mean_z = row_stats(logits, labels[r0:r1], 1.0 / temperature, ignore_index, impl)
             logprob[r0:r1], entropy[r0:r1] = logp, ent
             block_loss, g_logp, g_ent = _row_loss_grads(row_loss, logp, ent, r0, r1)
             loss += block_loss
-            dz = logits_gradient(
-                logits, labels[r0:r1], lse, mean_z, g_logp, g_ent, 1 / temperature, ignore_index, impl, logits
+            dz = dz_rows[: r1 - r0]
+            logits_gradient(
+                logits, labels[r0:r1], lse, mean_z, g_logp, g_ent, 1 / temperature, ignore_index, impl, dz
             )
             if need_h:
                 torch.mm(dz, w, out=dh[r0:r1])
