@@ -14,7 +14,8 @@ The reference runs in fp64 on the *rounded* inputs, so errors measure the kernel
 
 Cases: H = 96 (not a multiple of any BLOCK_H), a vocabulary that is no multiple of any tile,
 temperature != 1, a large common logit offset, token-mean-scale upstream gradients in fp16, N x V >
-2^31 for the from-logits kernel (CUDA only), determinism across two processes. The last test breaks
+2^31 for the from-logits kernel (CUDA only), determinism across two processes, and the tree loss's
+gradient-in-forward path in several row blocks. The last test breaks
 the kernels on purpose (source patches of `_linear_triton.py`, interpreter only) and asserts that
 these checks fail on every broken variant and pass on the unpatched source.
 """
@@ -37,6 +38,7 @@ if not CUDA:
 from arpo.kernels import (  # noqa: E402
     _common,
     linear_logprob_entropy,
+    linear_loss,
     linear_tree_loss,
     logprob_entropy_from_logits,
     reference_linear_logprob_entropy,
@@ -221,8 +223,11 @@ def test_linear_bitwise_deterministic_across_processes(device):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16] if CUDA else [torch.float32])
-def test_tree_loss_matches_unfused(device, dtype):
+def test_tree_loss_matches_unfused(device, dtype, monkeypatch):
+    """The gradient-in-forward path (`linear_loss.py`) in six row blocks: bf16 dz narrowed over the fp32
+    logits of its own row, dW summed in bf16 over the blocks (twice the one-rounding tolerance)."""
     n, h, v = (1500, 512, 10000) if CUDA else (60, 96, 500)
+    monkeypatch.setitem(linear_loss.WORKSPACE_BYTES, DEVICE, (n // 6) * v * 4)
     hidden, weight, labels = linear_inputs(n, h, v, dtype, device, seed=4)
     gen = torch.Generator().manual_seed(5)
     noise = lambda scale: (torch.randn(n, generator=gen, dtype=torch.float64) * scale).to(device)
@@ -240,7 +245,7 @@ def test_tree_loss_matches_unfused(device, dtype):
     ref_loss, ref_dh, ref_dw = run(unfused, (hidden.double(), weight.double()), [one])
     assert_values_close(loss, ref_loss, "loss")
     assert_rows_close(dh, ref_dh, GRAD_TOL[dtype], "d_hidden")
-    assert_rows_close(dw, ref_dw, GRAD_TOL[dtype], "d_weight")
+    assert_rows_close(dw, ref_dw, GRAD_TOL[dtype] * (2 if dtype == torch.bfloat16 else 1), "d_weight")
 
 
 # ------------------------------------------------------------------ broken kernels must fail the checks

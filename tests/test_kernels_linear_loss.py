@@ -10,7 +10,14 @@ in bf16 over many blocks costs against an fp64 reference.
 
 import pytest
 import torch
-from arpo.kernels import linear_logprob_entropy, linear_loss, linear_tree_loss, tree_loss_from_logprob
+from arpo.kernels import (
+    _common,
+    from_logits,
+    linear_logprob_entropy,
+    linear_loss,
+    linear_tree_loss,
+    tree_loss_from_logprob,
+)
 
 from tests.test_kernels_tree_loss import CLIP, IMPLS, make_tree, tree_inputs
 
@@ -154,3 +161,23 @@ def test_bf16_weight_gradient_accumulated_over_many_blocks(impl, monkeypatch):
     # Measured: 8.2e-3 in one block (bf16 dz and one rounding of dW), 1.16e-2 over 24 blocks.
     assert worst[1] <= 1e-2 and worst[24] <= 2 * worst[1], worst
     print(f"bf16 dW worst row relative error: 1 block {worst[1]:.2e}, 24 blocks {worst[24]:.2e}")
+
+
+@pytest.mark.parametrize("impl", TRITON_ONLY)
+def test_narrowing_write_runs_one_program_per_row(impl, monkeypatch):
+    """A bf16 dz written over its own fp32 logits is safe only if each row's tiles go in order through
+    one program (a race a GPU would show and the sequential interpreter cannot): the launch grid."""
+    kernels = _common.triton_module("_from_logits_triton")
+    grids, kernel = [], kernels._backward_kernel
+    launcher = type("Launcher", (), {"__getitem__": lambda self, grid: grids.append(grid) or kernel[grid]})
+    monkeypatch.setattr(kernels, "_backward_kernel", launcher())
+    gen = torch.Generator().manual_seed(2)
+    logits = torch.randn(3, 1500, generator=gen) * 3
+    labels = torch.tensor([0, 1499, -100])
+    logp, ent, lse, mean_z = from_logits.row_stats(logits, labels, 1.0, -100, "triton")
+    grads = torch.rand(2, 3, generator=gen)
+    expected = from_logits.logits_gradient(logits, labels, lse, mean_z, *grads, 1.0, -100, "torch")
+    narrow = logits.view(torch.bfloat16)[:, :1500]
+    from_logits.logits_gradient(logits, labels, lse, mean_z, *grads, 1.0, -100, "triton", narrow)
+    assert grids[-1] == (3, 1)
+    assert torch.allclose(narrow.float(), expected, rtol=2**-7, atol=1e-6)
