@@ -4,7 +4,7 @@
     python -m benchmarks.kernels --quick                # one small shape (GPU: N=8192, H=4096, V=152064)
     python -m benchmarks.kernels --shapes 4096x576x49152,1024x576x49152 --reps 3
     python -m benchmarks.kernels --out DIR              # also write DIR/kernels.json
-    python -m benchmarks.kernels --check                # GPU: also check the fused kernel at the first shape
+    python -m benchmarks.kernels --check                # GPU: also check the fused kernels at the first shape
     python -m benchmarks.kernels --plan                 # print shapes, methods and repetitions; run nothing
     python -m benchmarks.kernels --compile-stats        # any machine: sm_90a registers, spills, shared memory
 
@@ -19,18 +19,22 @@ cache from an earlier case hides allocations. Times alternate the methods every 
 the load of a shared machine falls on both alike. Also times one sampler decode step
 (`logprob_entropy_from_logits` on [B, V] logits, no grad) against the materialised reference.
 
-GPU (every method in bf16): `fused` (impl="triton"), `eager-bf16` (bf16 GEMM to bf16 [N, V] logits,
+GPU (every method in bf16): `fused` (impl="triton"), `fused-tree-loss` (`linear_tree_loss`, whose
+forward makes dh and dW in three GEMMs and whose backward only scales them: its forward time holds the
+whole work; per-token inputs at token-mean scale), `eager-bf16` (bf16 GEMM to bf16 [N, V] logits,
 then fp32 log-softmax and entropy), `compiled` (`torch.compile` of eager-bf16), `cublas-floor` (the
 three bf16 GEMMs alone: logits forward, `dz @ W` and `dz.T @ h` backward, no softmax: what no
-logit-recomputing kernel can beat by more than its recompute) and, where installed, cut-cross-entropy
-and Liger's fused linear cross entropy (log-prob only, so their backward receives g_logp only). Memory
-is `torch.cuda.max_memory_allocated` minus the allocation before the call. `--check` compares the fused
-kernel at the first shape with an fp32 computation on the same bf16 inputs (TF32 off), upstream
-gradients at token-mean scale: values within 1e-4 relative, each token's dh and each vocabulary row's
-dW within 8e-3 relative (bf16 dz and bf16 gradients).
+kernel can beat by much) and, where installed, cut-cross-entropy and Liger's fused linear cross
+entropy (log-prob only, so their backward receives g_logp only). Memory is
+`torch.cuda.max_memory_allocated` minus the allocation before the call. `--check` compares, at the first
+shape, each fused path with an fp32 computation on the same bf16 inputs (TF32 off), at token-mean
+scale: values (log-prob, entropy, loss) within 1e-4 relative (to max(1, |reference|)), each token's dh
+and each vocabulary row's dW within 8e-3 relative (bf16 dz and bf16 gradients); the tree loss's dW,
+summed in bf16 over its row blocks, within 1.6e-2.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -43,6 +47,7 @@ from pathlib import Path
 import torch
 from arpo.kernels import (
     linear_logprob_entropy,
+    linear_tree_loss,
     logprob_entropy_from_logits,
     reference_logprob_entropy_from_logits,
 )
@@ -109,6 +114,26 @@ def cublas_floor(hidden, weight, labels):
 
 def fused(impl):
     return lambda hidden, weight, labels: linear_logprob_entropy(hidden, weight, labels, impl=impl)
+
+
+TREE_LOSS_OPTIONS = {"kl_coef": 0.01, "entropy_coef": 0.001}
+
+
+def tree_inputs(hidden, weight, labels):
+    """(old_logprob, s_plus, s_minus, w, ref_logprob) at token-mean scale, old / ref near the policy's."""
+    n = hidden.shape[0]
+    gen = torch.Generator(device=hidden.device).manual_seed(2)
+    noise = lambda scale: torch.randn(n, generator=gen, device=hidden.device) * scale
+    with torch.no_grad():
+        logp, _ = linear_logprob_entropy(hidden, weight, labels)
+    advantage = noise(1.0) / n
+    w = torch.full_like(logp, 1.0 / n)
+    return logp + noise(0.3), advantage.clamp(min=0), advantage.clamp(max=0), w, logp + noise(0.1)
+
+
+def fused_tree_loss(tree, impl="triton"):
+    """The tree loss as a benchmark method: (loss,) of `linear_tree_loss` with fixed per-token inputs."""
+    return lambda h, w, y: (linear_tree_loss(h, w, y, *tree, impl=impl, **TREE_LOSS_OPTIONS)[0],)
 
 
 def competitor_methods() -> dict:
@@ -285,7 +310,11 @@ def run_decode_steps(report, reps=50) -> None:
     torch.set_num_threads(threads)
 
 
+GPU_METHOD_NAMES = ("fused-tree-loss", "fused", "eager-bf16", "compiled", "cublas-floor")
+
+
 def gpu_methods() -> dict:
+    """The methods of every shape (`fused-tree-loss` needs the shape's per-token inputs: `run_gpu`)."""
     methods = {
         "fused": fused("triton"),
         "eager-bf16": eager_bf16,
@@ -297,9 +326,10 @@ def gpu_methods() -> dict:
 
 
 def run_gpu(shapes, reps, report, check: bool) -> None:
-    methods = gpu_methods()
+    base_methods = gpu_methods()
     for index, shape in enumerate(shapes):
         inputs = make_inputs(*shape, torch.bfloat16, "cuda")
+        methods = {"fused-tree-loss": fused_tree_loss(tree_inputs(*inputs)), **base_methods}
         for method, fn in methods.items():
             try:
                 one_step(fn, *inputs, "cuda")  # compile / autotune outside the measured runs
@@ -314,6 +344,8 @@ def run_gpu(shapes, reps, report, check: bool) -> None:
         if check and index == 0:
             report.add_check(correctness(inputs))
             torch.cuda.empty_cache()
+            report.add_check(tree_loss_correctness(inputs))
+            torch.cuda.empty_cache()
 
 
 def _worst_row_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -323,15 +355,37 @@ def _worst_row_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return torch.where(norm > 0, err / norm.clamp(min=1e-30), err).max().item()
 
 
+def _max_rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |actual - expected| / max(1, |expected|)."""
+    return ((actual.float() - expected.float()).abs() / expected.float().abs().clamp(min=1.0)).max().item()
+
+
+@contextlib.contextmanager
+def exact_fp32_matmul():
+    """fp32 references with fp32 products (TF32 off) for the duration."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def _verdict(check: dict, dw_tol: float) -> dict:
+    values = [v for k, v in check.items() if k.endswith("max_rel_error")]
+    dh_ok = check["d_hidden_worst_row_rel_error"] <= 8e-3
+    grads_ok = dh_ok and check["d_weight_worst_row_rel_error"] <= dw_tol
+    check["verdict"] = "PASS" if max(values) <= 1e-4 and grads_ok else "FAIL"
+    return check
+
+
 def correctness(inputs) -> dict:
     """The fused kernel against fp32 math on the same bf16 inputs, token-mean upstream gradients."""
     hidden, weight, labels = inputs
     n = hidden.shape[0]
     grads = torch.randn(2, n, device="cuda", generator=torch.Generator(device="cuda").manual_seed(1)) / n
     results = []
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
+    with exact_fp32_matmul():
         for fn, cast in ((fused("triton"), torch.bfloat16), (materialised, torch.float32)):
             h = hidden.detach().to(cast).requires_grad_()
             w = weight.detach().to(cast).requires_grad_()
@@ -340,21 +394,43 @@ def correctness(inputs) -> dict:
             results.append((logp.detach(), ent.detach(), h.grad, w.grad))
             del h, w
             torch.cuda.empty_cache()
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
     (logp, ent, dh, dw), (ref_logp, ref_ent, ref_dh, ref_dw) = results
-    relative = lambda a, e: ((a - e).abs() / e.abs().clamp(min=1.0)).max().item()
     check = {
+        "kernel": "linear_logprob_entropy",
         "shape": list(hidden.shape) + [weight.shape[0]],
-        "logprob_max_rel_error": relative(logp, ref_logp),
-        "entropy_max_rel_error": relative(ent, ref_ent),
+        "logprob_max_rel_error": _max_rel_error(logp, ref_logp),
+        "entropy_max_rel_error": _max_rel_error(ent, ref_ent),
         "d_hidden_worst_row_rel_error": _worst_row_error(dh, ref_dh),
         "d_weight_worst_row_rel_error": _worst_row_error(dw, ref_dw),
     }
-    values_ok = max(check["logprob_max_rel_error"], check["entropy_max_rel_error"]) <= 1e-4
-    grads_ok = max(check["d_hidden_worst_row_rel_error"], check["d_weight_worst_row_rel_error"]) <= 8e-3
-    check["verdict"] = "PASS" if values_ok and grads_ok else "FAIL"
-    return check
+    return _verdict(check, dw_tol=8e-3)
+
+
+def tree_loss_correctness(inputs) -> dict:
+    """The tree loss's gradient-in-forward path against the unfused fp32 loss on the same bf16 inputs."""
+    hidden, weight, labels = inputs
+    tree = tree_inputs(*inputs)
+    results = []
+    with exact_fp32_matmul():
+        for impl, cast in (("triton", torch.bfloat16), ("reference", torch.float32)):
+            h = hidden.detach().to(cast).requires_grad_()
+            w = weight.detach().to(cast).requires_grad_()
+            loss, aux = linear_tree_loss(h, w, labels, *tree, impl=impl, **TREE_LOSS_OPTIONS)
+            loss.backward()
+            results.append((loss.detach(), aux["logprob"], aux["entropy"], h.grad, w.grad))
+            del h, w, loss, aux
+            torch.cuda.empty_cache()
+    (loss, logp, ent, dh, dw), (ref_loss, ref_logp, ref_ent, ref_dh, ref_dw) = results
+    check = {
+        "kernel": "linear_tree_loss",
+        "shape": list(hidden.shape) + [weight.shape[0]],
+        "loss_max_rel_error": _max_rel_error(loss, ref_loss),
+        "logprob_max_rel_error": _max_rel_error(logp, ref_logp),
+        "entropy_max_rel_error": _max_rel_error(ent, ref_ent),
+        "d_hidden_worst_row_rel_error": _worst_row_error(dh, ref_dh),
+        "d_weight_worst_row_rel_error": _worst_row_error(dw, ref_dw),
+    }
+    return _verdict(check, dw_tol=1.6e-2)
 
 
 # ---------------------------------------------------------------- reporting
@@ -397,7 +473,7 @@ class Report:
         self.save()
 
     def add_check(self, check: dict) -> None:
-        self.data["check"] = check
+        self.data.setdefault("checks", []).append(check)
         print(
             "correctness "
             + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in check.items()),
@@ -487,11 +563,12 @@ def main(argv=None):
     )
     reps = args.reps or (3 if device == "cpu" else 10)
     if args.plan:
-        names = list(CPU_METHODS) if device == "cpu" else ["fused", "eager-bf16", "compiled", "cublas-floor"]
+        names = list(CPU_METHODS) if device == "cpu" else [*GPU_METHOD_NAMES]
         print(f"plan: device {device}, {reps} timed reps after one warm-up, methods {', '.join(names)}")
         print("plan: shapes " + ", ".join("x".join(map(str, shape)) for shape in shapes))
         print(
             f"plan: correctness check at {'x'.join(map(str, shapes[0]))}: {args.check and device == 'cuda'}"
+            " (linear_logprob_entropy, linear_tree_loss)"
         )
         return
     command = "python -m benchmarks.kernels " + " ".join(argv if argv is not None else sys.argv[1:])

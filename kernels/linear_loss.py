@@ -92,6 +92,10 @@ class LinearLoss(torch.autograd.Function):
             logits_gradient(
                 logits, labels[r0:r1], lse, mean_z, g_logp, g_ent, 1 / temperature, ignore_index, impl, dz
             )
+            if not dz.is_cuda and dz.stride(0) != vocab:
+                # CPU half GEMMs with a row stride beyond K let a NaN past each row (here: the rest of the
+                # fp32 logit row) into the product; cuBLAS reads K columns. Only the interpreter gets here.
+                dz = dz.contiguous()
             if need_h:
                 torch.mm(dz, w, out=dh[r0:r1])
             if need_w:

@@ -145,20 +145,21 @@ def test_bf16_weight_gradient_accumulated_over_many_blocks(impl, monkeypatch):
     """dW summed in bf16 over 24 blocks (rounded once per block) against one block, both against fp64
     on the same bf16 inputs: the running sum's roundings at most double the worst vocabulary row's
     relative error (token-mean-scale loss weights)."""
-    n, v = 192, 256
+    n, v = 192, 3000  # V no multiple of a vector width: CPU GEMMs read past a strided row's end
     hidden, weight, labels, old, ref, member, adv, w_branch = make_tree(n=n, h=64, v=v, seed=11)
     per_token = (old, *tree_inputs(member, adv, w_branch), ref)
     worst = {}
     for blocks in (1, 24):
-        monkeypatch.setitem(linear_loss.WORKSPACE_BYTES, "cpu", (n // blocks) * v * 2)
-        w = weight.detach().bfloat16().requires_grad_()
-        loss, _ = linear_tree_loss(hidden.bfloat16(), w, labels, *per_token, impl=impl, entropy_coef=0.01)
+        monkeypatch.setitem(linear_loss.WORKSPACE_BYTES, "cpu", (n // blocks) * v * 4)
+        h, w = hidden.detach().bfloat16().requires_grad_(), weight.detach().bfloat16().requires_grad_()
+        loss, _ = linear_tree_loss(h, w, labels, *per_token, impl=impl, entropy_coef=0.01)
         loss.backward()
-        h64, w64 = hidden.bfloat16().double(), w.detach().double().requires_grad_()
+        h64, w64 = (t.detach().double().requires_grad_() for t in (h, w))
         ref_loss, _ = linear_tree_loss(h64, w64, labels, *per_token, impl="reference", entropy_coef=0.01)
         ref_loss.backward()
+        assert worst_row_error(h.grad, h64.grad) <= 1e-2
         worst[blocks] = worst_row_error(w.grad, w64.grad)
-    # Measured: 8.2e-3 in one block (bf16 dz and one rounding of dW), 1.16e-2 over 24 blocks.
+    # Measured: 8.2e-3 in one block (bf16 dz and one rounding of dW), 1.24e-2 over 24 blocks.
     assert worst[1] <= 1e-2 and worst[24] <= 2 * worst[1], worst
     print(f"bf16 dW worst row relative error: 1 block {worst[1]:.2e}, 24 blocks {worst[24]:.2e}")
 
