@@ -9,9 +9,10 @@
 #   environment    20  environment.txt     GPU, versions, which packages are missing
 #   tests-gpu     150  tests-gpu.log/.xml  tests/test_kernels_gpu.py on CUDA (pinned tile configs, so a
 #                                          cold Triton cache compiles one variant per kernel and dtype)
-#   bench-kernels 140  bench-kernels.log,  fused vs bf16 eager, torch.compile and the three-GEMM cuBLAS
-#                      kernels.json        floor at 8192 and 16384 x 4096 x 152064 bf16, with the
-#                                          correctness check at the first shape (json after every case)
+#   bench-kernels 140  bench-kernels.log,  the tree loss (gradient made in its forward) and the fused
+#                      kernels.json        kernel vs bf16 eager, torch.compile and the three-GEMM cuBLAS
+#                                          floor at 8192 and 16384 x 4096 x 152064 bf16, with both
+#                                          correctness checks at the first shape (json after every case)
 #   smoke          40  smoke.log           native sampler + one tree-loss step, tiny bf16 model
 # plus summary.txt (one line per step: exit code and seconds).
 #

@@ -1,13 +1,19 @@
-"""Ahead-of-time compilation of the fused linear kernels for a CUDA target, on any machine (no GPU).
+"""Ahead-of-time compilation of the Triton kernels for a CUDA target, on any machine (no GPU).
 
     stats = compile_stats("forward", torch.bfloat16, config, capability=90)
     # {"kernel", "dtype", "config", "target", "registers", "spill_stores", "spill_loads",
     #  "stack_bytes", "shared_bytes", "seconds"}
+    stats = row_kernel_stats(capability=90)   # the per-row kernels of `_from_logits_triton.py`
 
 Triton lowers the kernel to PTX and runs the `ptxas` that ships in the triton wheel (capability 90
 compiles for sm_90a); the figures come from ptxas' own report. Argument types and alignment follow what
-the launch in `_linear_triton.py` specialises on (16-byte aligned pointers, H and row strides multiples
-of 16). `ptxas_available()` is False where the wheel has no ptxas: callers skip then.
+the launches specialise on (16-byte aligned pointers, H and row strides multiples of 16).
+`ptxas_available()` is False where the wheel has no ptxas: callers skip then.
+
+The fused linear kernels compile in their pinned configs (`PINNED`); the row kernels, which have one
+fixed tile each, in the dtype pairs they run with (`ROW_KERNELS`): row statistics of bf16 logits (the
+sampler) and of fp32 logits (the tree loss's gradient-in-forward path), and dz from bf16 logits into
+bf16 and from fp32 logits into bf16 (that path's in-place narrowing write).
 """
 
 import contextlib
@@ -22,13 +28,20 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from . import _from_logits_triton as row
 from ._config import PINNED, TileConfig
 from ._linear_triton import KERNELS, precision
 
 _TYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
 _INPUTS = ("h_ptr", "w_ptr", "bias_ptr", "dz_ptr")
-_CONSTEXPRS = ("PRECISION", "BLOCK_N", "BLOCK_V", "BLOCK_H", "HAS_BIAS", "HAS_SOFTCAP")
-_ALIGNED = ("H", "stride_h", "stride_w", "stride_dz")
+_ALIGNED = ("H", "stride_h", "stride_w", "stride_dz", "stride", "stride_d")
+# (kernel name, pointer types that differ from fp32, BLOCK_V) with the launch's defaults: 4 warps, 3 stages.
+ROW_KERNELS = [
+    ("row stats", row._forward_kernel, {"logits_ptr": torch.bfloat16}, 4096),
+    ("row stats", row._forward_kernel, {"logits_ptr": torch.float32}, 4096),
+    ("row dz", row._backward_kernel, {"logits_ptr": torch.bfloat16, "dlogits_ptr": torch.bfloat16}, 1024),
+    ("row dz", row._backward_kernel, {"logits_ptr": torch.float32, "dlogits_ptr": torch.bfloat16}, 1024),
+]
 H100_SHARED_BYTES = 227 * 1024  # opt-in shared memory per block on H100 / H200 (sm_90)
 
 
@@ -37,23 +50,26 @@ def ptxas_available() -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
-def _source(kernel: str, dtype: torch.dtype, config: TileConfig) -> ASTSource:
-    fn = KERNELS[kernel]
+def _source(fn, pointer_dtypes: dict, constexprs: dict) -> ASTSource:
+    """`fn` with pointers of `pointer_dtypes` (labels int64, the rest fp32) and these constexprs."""
     signature = {}
     for name in fn.arg_names:
-        if name in _CONSTEXPRS:
+        if name in constexprs:
             signature[name] = "constexpr"
         elif name.endswith("_ptr"):
-            signature[name] = "*" + (
-                _TYPES[dtype] if name in _INPUTS else "i64" if name == "y_ptr" else "fp32"
-            )
+            dtype = pointer_dtypes.get(name)
+            signature[name] = "*" + (_TYPES[dtype] if dtype else "i64" if name == "y_ptr" else "fp32")
         else:
             signature[name] = "fp32" if name in ("inv_temp", "softcap") else "i32"
+    aligned = [i for i, name in enumerate(fn.arg_names) if name.endswith("_ptr") or name in _ALIGNED]
+    return ASTSource(fn, signature, constexprs, {(i,): [["tt.divisibility", 16]] for i in aligned})
+
+
+def _linear_source(kernel: str, dtype: torch.dtype, config: TileConfig) -> ASTSource:
     constexprs = {"PRECISION": precision(dtype), "BLOCK_N": config.block_n}
     constexprs |= {"HAS_BIAS": False, "HAS_SOFTCAP": False}
     constexprs |= {"BLOCK_V": config.block_v, "BLOCK_H": config.block_h}
-    aligned = [i for i, name in enumerate(fn.arg_names) if name.endswith("_ptr") or name in _ALIGNED]
-    return ASTSource(fn, signature, constexprs, {(i,): [["tt.divisibility", 16]] for i in aligned})
+    return _source(KERNELS[kernel], dict.fromkeys(_INPUTS, dtype), constexprs)
 
 
 def _parse_ptxas(log: str) -> dict:
@@ -68,8 +84,25 @@ def _parse_ptxas(log: str) -> dict:
 
 def compile_stats(kernel: str, dtype: torch.dtype, config: TileConfig, capability: int = 90) -> dict:
     """Compile `kernel` ("forward" or "dz") for `dtype` and `config`; ptxas' resource figures."""
-    target = GPUTarget("cuda", capability, 32)
     options = {"num_warps": config.num_warps, "num_stages": config.num_stages}
+    source = _linear_source(kernel, dtype, config)
+    return _compile(source, options, capability, kernel=kernel, dtype=_TYPES[dtype], config=str(config))
+
+
+def row_kernel_stats(capability: int = 90) -> list[dict]:
+    """`compile_stats`' figures for each of `ROW_KERNELS`."""
+    stats = []
+    for name, fn, pointers, block_v in ROW_KERNELS:
+        dtypes = "->".join(_TYPES[t] for t in pointers.values())
+        source = _source(fn, pointers, {"BLOCK_V": block_v})
+        options = {"num_warps": 4, "num_stages": 3}
+        config = f"BLOCK_V={block_v},num_warps=4,num_stages=3"
+        stats.append(_compile(source, options, capability, kernel=name, dtype=dtypes, config=config))
+    return stats
+
+
+def _compile(source: ASTSource, options: dict, capability: int, **labels) -> dict:
+    target = GPUTarget("cuda", capability, 32)
     log = io.StringIO()
     start = time.perf_counter()
     # A private cache: a cached binary would skip ptxas, and with it the report.
@@ -77,11 +110,9 @@ def compile_stats(kernel: str, dtype: torch.dtype, config: TileConfig, capabilit
         with triton.knobs.cache.scope(), triton.knobs.nvidia.scope():
             triton.knobs.cache.dir = cache
             triton.knobs.nvidia.dump_ptxas_log = True
-            binary = triton.compile(_source(kernel, dtype, config), target=target, options=options)
+            binary = triton.compile(source, target=target, options=options)
     return {
-        "kernel": kernel,
-        "dtype": _TYPES[dtype],
-        "config": str(config),
+        **labels,
         "target": f"sm_{capability}" + ("a" if capability == 90 else ""),
         **_parse_ptxas(log.getvalue()),
         "shared_bytes": binary.metadata.shared,
@@ -97,5 +128,5 @@ def pinned_stats(capability: int = 90) -> list[dict]:
 if __name__ == "__main__":  # one JSON line per pinned config (run without TRITON_INTERPRET)
     import json
 
-    for stats in pinned_stats():
+    for stats in pinned_stats() + row_kernel_stats():
         print(json.dumps(stats), flush=True)

@@ -1,4 +1,5 @@
-"""Ahead-of-time compile check: every fused linear kernel in its pinned config, for sm_90a (H100/H200).
+"""Ahead-of-time compile check for sm_90a (H100/H200): every fused linear kernel in its pinned config and
+every per-row kernel (row statistics, dz) in the dtypes it runs with.
 
 No GPU is needed: Triton compiles to PTX and the `ptxas` in the triton wheel reports registers, spills
 and shared memory (`arpo.kernels._aot`). The compile runs in a subprocess without TRITON_INTERPRET (the
@@ -34,9 +35,10 @@ def pinned_stats():
 
 
 def test_every_pinned_config_compiled(pinned_stats):
+    from arpo.kernels._aot import ROW_KERNELS
     from arpo.kernels._config import PINNED
 
-    assert len(pinned_stats) == len(PINNED)
+    assert len(pinned_stats) == len(PINNED) + len(ROW_KERNELS)
     assert {s["target"] for s in pinned_stats} == {"sm_90a"}
 
 
