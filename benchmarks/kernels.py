@@ -12,12 +12,14 @@ For every shape and method: median time of forward (autograd on), backward, and 
 nominal 2NHV (forward), 6NHV (backward: logit recompute + two GEMMs) and 8NHV (both) for every method;
 peak extra memory of forward and of forward + backward over the inputs.
 
-CPU: methods `chunked` (impl="torch") and `materialised` (impl="reference": fp32 [N, V] logits and
-log_softmax). Memory is the peak resident set size (VmHWM, reset through /proc/self/clear_refs) minus
-the RSS just before the call, each method and shape in a fresh worker process so that no allocator
-cache from an earlier case hides allocations. Times alternate the methods every repetition, so that
-the load of a shared machine falls on both alike. Also times one sampler decode step
-(`logprob_entropy_from_logits` on [B, V] logits, no grad) against the materialised reference.
+CPU: methods `chunked` (impl="torch"), `chunked-tree-loss` (`linear_tree_loss`, impl="torch": the
+gradient made in the forward, three GEMMs where `chunked` does four) and `materialised`
+(impl="reference": fp32 [N, V] logits and log_softmax). Memory is the peak resident set size (VmHWM,
+reset through /proc/self/clear_refs) minus the RSS just before the call, each method and shape in a
+fresh worker process so that no allocator cache from an earlier case hides allocations. Times
+alternate the methods every repetition, so that the load of a shared machine falls on all alike. Also
+times one sampler decode step (`logprob_entropy_from_logits` on [B, V] logits, no grad) against the
+materialised reference.
 
 GPU (every method in bf16): `fused` (impl="triton"), `fused-tree-loss` (`linear_tree_loss`, whose
 forward makes dh and dW in three GEMMs and whose backward only scales them: its forward time holds the
@@ -244,12 +246,18 @@ def timings(steps: list[tuple[float, float]], shape) -> dict:
     }
 
 
-CPU_METHODS = {"chunked": fused("torch"), "materialised": materialised}
+CPU_METHODS = ("chunked", "chunked-tree-loss", "materialised")
+
+
+def cpu_methods(inputs) -> dict:
+    """The CPU methods on these inputs (the tree loss's per-token inputs come from them)."""
+    tree_loss = fused_tree_loss(tree_inputs(*inputs), impl="torch")
+    return {"chunked": fused("torch"), "chunked-tree-loss": tree_loss, "materialised": materialised}
 
 
 def cpu_worker(spec: dict) -> dict:
     inputs = make_inputs(*spec["shape"], torch.float32, "cpu")
-    return peak_memory(CPU_METHODS[spec["method"]], inputs, "cpu")
+    return peak_memory(cpu_methods(inputs)[spec["method"]], inputs, "cpu")
 
 
 def run_cpu(shapes, reps, report) -> None:
@@ -269,9 +277,10 @@ def run_cpu(shapes, reps, report) -> None:
                 raise SystemExit(f"worker {spec} failed:\n{proc.stderr}")
             memory[method] = json.loads(proc.stdout.splitlines()[-1])
         inputs = make_inputs(*shape, torch.float32, "cpu")
+        methods = cpu_methods(inputs)
         steps = {method: [] for method in CPU_METHODS}
         for _ in range(reps):
-            for method, fn in CPU_METHODS.items():
+            for method, fn in methods.items():
                 steps[method].append(one_step(fn, *inputs, "cpu"))
         for method in CPU_METHODS:
             report.add(
