@@ -23,8 +23,11 @@ materialised reference.
 
 GPU (every method in bf16): `fused` (impl="triton"), `fused-tree-loss` (`linear_tree_loss`, whose
 forward makes dh and dW in three GEMMs and whose backward only scales them: its forward time holds the
-whole work; per-token inputs at token-mean scale), `eager-bf16` (bf16 GEMM to bf16 [N, V] logits,
-then fp32 log-softmax and entropy), `compiled` (`torch.compile` of eager-bf16), `cublas-floor` (the
+whole work; per-token inputs at token-mean scale), `fused-tree-loss-1gib` (the same with a 1 GiB
+logits workspace instead of 192 MiB: fewer row blocks, less dW traffic), `cublas-blocked` (that
+path's three GEMMs alone in its row blocks: what its elementwise work and small kernels add to them),
+`eager-bf16` (bf16 GEMM to bf16 [N, V] logits, then fp32 log-softmax and entropy), `compiled`
+(`torch.compile` of eager-bf16), `cublas-floor` (the
 three bf16 GEMMs alone: logits forward, `dz @ W` and `dz.T @ h` backward, no softmax: what no
 kernel can beat by much) and, where installed, cut-cross-entropy and Liger's fused linear cross
 entropy (log-prob only, so their backward receives g_logp only). Memory is
@@ -49,6 +52,7 @@ from pathlib import Path
 import torch
 from arpo.kernels import (
     linear_logprob_entropy,
+    linear_loss,
     linear_tree_loss,
     logprob_entropy_from_logits,
     reference_logprob_entropy_from_logits,
@@ -112,6 +116,49 @@ class CublasFloor(torch.autograd.Function):
 
 def cublas_floor(hidden, weight, labels):
     return (CublasFloor.apply(hidden, weight),)
+
+
+class CublasBlocked(torch.autograd.Function):
+    """The GEMMs of the tree loss's gradient-in-forward path alone, in its row blocks (CUDA): fp32
+    logits of a block, then `dz @ W` and `dW += dz.T @ h` with the block's bf16 view standing in for dz."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight):
+        n, vocab = hidden.shape[0], weight.shape[0]
+        rows = linear_loss.block_rows(n, vocab, 4, hidden.device)
+        workspace = torch.empty((rows, vocab), dtype=torch.float32, device=hidden.device)
+        dz_rows = workspace.view(hidden.dtype)[:, :vocab]
+        dh, dw = torch.empty_like(hidden), torch.empty_like(weight)
+        for r0 in range(0, n, rows):
+            r1 = min(r0 + rows, n)
+            logits, dz = workspace[: r1 - r0], dz_rows[: r1 - r0]
+            torch.addmm(logits, hidden[r0:r1], weight.T, beta=0, out_dtype=torch.float32, out=logits)
+            torch.mm(dz, weight, out=dh[r0:r1])
+            torch.addmm(dw, dz.T, hidden[r0:r1], beta=1 if r0 else 0, out=dw)
+        ctx.grads = dh, dw
+        return workspace[0, :1].clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.grads
+
+
+def cublas_blocked(hidden, weight, labels):
+    return (CublasBlocked.apply(hidden, weight),)
+
+
+def with_workspace(fn, nbytes: int):
+    """`fn` with the gradient-in-forward path's CUDA workspace set to `nbytes` during the call."""
+
+    def call(*args):
+        saved = linear_loss.WORKSPACE_BYTES["cuda"]
+        linear_loss.WORKSPACE_BYTES["cuda"] = nbytes
+        try:
+            return fn(*args)
+        finally:
+            linear_loss.WORKSPACE_BYTES["cuda"] = saved
+
+    return call
 
 
 def fused(impl):
@@ -319,7 +366,15 @@ def run_decode_steps(report, reps=50) -> None:
     torch.set_num_threads(threads)
 
 
-GPU_METHOD_NAMES = ("fused-tree-loss", "fused", "eager-bf16", "compiled", "cublas-floor")
+GPU_METHOD_NAMES = (
+    "fused-tree-loss",
+    "fused-tree-loss-1gib",
+    "cublas-blocked",
+    "fused",
+    "eager-bf16",
+    "compiled",
+    "cublas-floor",
+)
 
 
 def gpu_methods() -> dict:
@@ -338,7 +393,13 @@ def run_gpu(shapes, reps, report, check: bool) -> None:
     base_methods = gpu_methods()
     for index, shape in enumerate(shapes):
         inputs = make_inputs(*shape, torch.bfloat16, "cuda")
-        methods = {"fused-tree-loss": fused_tree_loss(tree_inputs(*inputs)), **base_methods}
+        tree_loss = fused_tree_loss(tree_inputs(*inputs))
+        methods = {
+            "fused-tree-loss": tree_loss,
+            "fused-tree-loss-1gib": with_workspace(tree_loss, 2**30),
+            "cublas-blocked": cublas_blocked,
+            **base_methods,
+        }
         for method, fn in methods.items():
             try:
                 one_step(fn, *inputs, "cuda")  # compile / autotune outside the measured runs
