@@ -57,12 +57,15 @@ def _scaled(logits: torch.Tensor, dtype: torch.dtype, inv_temp: float) -> torch.
     return z if inv_temp == 1.0 else z * inv_temp
 
 
-def _torch_backward_rows(z, y_local, mean_z, g_lp, g_ent):
-    """Gradient of the scaled logits z [n, V] (before the 1/T factor)."""
-    p = torch.softmax(z, dim=-1)
-    dz = (z - mean_z.unsqueeze(-1)).mul_(g_ent.unsqueeze(-1)).add_(g_lp.unsqueeze(-1)).mul_(p).neg_()
-    dz.masked_fill_(p == 0, 0)  # -inf logits: 0 * inf above
-    dz.scatter_add_(1, y_local.unsqueeze(-1), g_lp.unsqueeze(-1))
+def _torch_backward_rows(z, y_local, lse, mean_z, g_lp, g_ent, inv_temp):
+    """d logits of one row chunk from its scaled logits z [n, V] (left unchanged), in six passes:
+    `-p * (g_lp + g_ent * (z - b/s)) / T` with `p = exp(z - lse)`, plus `g_lp / T` at the label."""
+    p = torch.sub(z, lse.unsqueeze(-1)).exp_()
+    dz = torch.sub(z, mean_z.unsqueeze(-1)).mul_((-g_ent * inv_temp).unsqueeze(-1))
+    dz.sub_((g_lp * inv_temp).unsqueeze(-1)).mul_(p)
+    if torch.isneginf(z).any():  # a masked vocabulary: p == 0 times an infinite centred logit
+        dz.masked_fill_(p == 0, 0)
+    dz.scatter_add_(1, y_local.unsqueeze(-1), (g_lp * inv_temp).unsqueeze(-1))
     return dz
 
 
@@ -120,8 +123,8 @@ def logits_gradient(logits, labels, lse, mean_z, g_lp, g_ent, inv_temp, ignore_i
     y = labels.clamp(0, logits.shape[1] - 1)
     for r0, r1 in _row_chunks(*logits.shape):
         z = _scaled(logits[r0:r1], lse.dtype, inv_temp)
-        dz = _torch_backward_rows(z, y[r0:r1], mean_z[r0:r1], g_lp[r0:r1], g_ent[r0:r1])
-        out[r0:r1] = dz.mul_(inv_temp)
+        per_row = (t[r0:r1] for t in (y, lse, mean_z, g_lp, g_ent))
+        out[r0:r1] = _torch_backward_rows(z, *per_row, inv_temp)
     return out
 
 
