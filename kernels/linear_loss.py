@@ -27,9 +27,9 @@ forward). Rows per block: `WORKSPACE_BYTES // (V * 4)` (fp32 logits), a multiple
 
 Extra memory: dW and dh (held from forward to backward) plus the workspace: at N = 8192, H = 4096,
 V = 152064 bf16, dW + 64 MiB + 186 MiB. dW is accumulated across blocks in the weight's dtype: an fp32
-accumulator would add twice dW's size (2.4 GiB there). The price is one bf16 rounding of the running sum
+accumulator would add twice dW's size (2.3 GiB there). The price is one bf16 rounding of the running sum
 per block; in tests/test_kernels_linear_loss.py 24 blocks raise the worst vocabulary row's relative
-error from 8.2e-3 (one block: bf16 dz, one rounding) to 1.2e-2. The torch path computes in fp32 (fp64
+error from 8.2e-3 (one block: bf16 dz, one rounding) to 1.24e-2. The torch path computes in fp32 (fp64
 for fp64 inputs) and casts dW once. fp16 is not served here (the caller keeps the two-pass path): an
 fp16 dz at token-mean scale underflows (the two-pass path then uses an fp32 dz), and fp32 GEMM
 operands would need an fp32 copy of W.
