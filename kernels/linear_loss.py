@@ -42,7 +42,7 @@ from .linear import _gemm
 
 # fp32 logits per block. CUDA: with dh (64 MiB at N = 8192, H = 4096 bf16) extra memory stays <= dW + 256 MiB.
 # CPU: blocks of 16 MiB (85 rows at V = 49152) made the path slower than the two-pass one on 2 cores
-# (skinny GEMMs, dW re-read per block); 64 MiB was faster than both in the same alternating run.
+# (skinny GEMMs, dW re-read per block); 64 MiB matched or beat it in the same alternating run.
 WORKSPACE_BYTES = {"cpu": 64 * 2**20, "cuda": 192 * 2**20}
 ROW_MULTIPLE = 64
 
