@@ -126,12 +126,20 @@ def policy_loss_backward(
         sums = _flat_backward(model, groups, cfg, traj_adv, old_logprobs, ref, scale, temperature)
     else:
         sums = _tree_backward(model, groups, cfg, traj_adv, old_logprobs, ref, scale, temperature, min_passes)
-    metrics.update(sums)
+    metrics.update(_read_once(sums))
     metrics["loss_tokens"] = float(total_loss_tokens(groups))
     metrics["linearised_tokens"] = float(
         sum(len(g.prompt_ids) + len(t) for g in groups for t in g.trajectories)
     )
     return metrics
+
+
+def _read_once(sums: dict) -> dict[str, float]:
+    """Metric sums, some of them device tensors, as floats: one host synchronisation per update, not per
+    micro-batch (a sync stalls the launch queue until the device catches up)."""
+    tensors = {k: v for k, v in sums.items() if isinstance(v, torch.Tensor)}
+    values = torch.stack([v.double() for v in tensors.values()]).tolist() if tensors else []
+    return {**sums, **dict(zip(tensors, values))}
 
 
 def _loss_kwargs(cfg: AlgoConfig, temperature: float) -> dict:
@@ -187,7 +195,7 @@ def _tree_microbatch(model, batch: TreeBatch, cfg, has_old: bool, ref_model, sca
     w_plus, w_minus = take(batch.w_plus), take(batch.w_minus)
     logp, entropy = aux["logprob"], aux["entropy"]
     metrics = weighted_metrics(cfg, aux["ratio"], logp, old, entropy, w, w_plus, w_minus, ref)
-    metrics["loss"] = float(loss.detach())
+    metrics["loss"] = loss.detach()
     return metrics
 
 
@@ -258,5 +266,5 @@ def _flat_backward(model, groups, cfg, traj_adv, old_logprobs, ref_model, scale,
             ).items():
                 sums[k] += v
         (total * scale).backward()
-        sums["loss"] += float(total.detach())
+        sums["loss"] += total.detach()
     return sums
