@@ -87,12 +87,12 @@ def _store_tile(
 ):
     """Keep a logit tile for the gradient as `x - x_max` per row in the dtype of `logits_ptr`, and x_max
     (fp32) per row and tile: a 16-bit type's rounding then scales with a logit's distance below its
-    tile's max (2^-12 of it in fp16), not with the logit's own size."""
-    rows64 = rows.to(tl.int64)
-    out = logits_ptr + rows64[:, None] * stride_logits + cols[None, :]
+    tile's max (2^-12 of it in fp16), not with the logit's own size. 32-bit element offsets suffice: the
+    buffer is one block of the workspace, far below 2^31 elements."""
+    out = logits_ptr + rows[:, None] * stride_logits + cols[None, :]
     narrow = (x - x_max[:, None]).to(logits_ptr.dtype.element_ty)
     tl.store(out, narrow, mask=row_ok[:, None] & col_ok[None, :])
-    tl.store(offsets_ptr + rows64 * stride_offsets + tile, x_max, mask=row_ok)
+    tl.store(offsets_ptr + rows * stride_offsets + tile, x_max, mask=row_ok)
 
 
 # The partials' plane stride varies with the split count: not specialising on it keeps one compiled

@@ -30,7 +30,7 @@ forward). Rows per block: `WORKSPACE_BYTES` over `row_bytes` (2 bytes per logit 
 on Triton in bf16), a multiple of `ROW_MULTIPLE`: 640 on CUDA at V = 152064, so 13 blocks at N = 8192.
 
 Extra memory: dW and dh (held from forward to backward) plus the workspace: at N = 8192, H = 4096,
-V = 152064 bf16, dW + 64 MiB + 186 MiB + 3 MiB of offsets. dW is accumulated across blocks in the
+V = 152064 bf16, dW + 64 MiB + 186 MiB + 6 MiB of tile maxima. dW is accumulated across blocks in the
 weight's dtype: an fp32 accumulator would add twice dW's size (2.3 GiB there). The price is one bf16
 rounding of the running sum per block. The torch path computes in fp32 (fp64 for fp64 inputs) and casts
 dW once. fp16 inputs run on Triton but `linear_tree_loss` does not send them here: an fp16 dz at

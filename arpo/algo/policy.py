@@ -174,25 +174,35 @@ def _tree_backward(model, groups, cfg, traj_adv, old_logprobs, ref_model, scale,
 
 def _tree_microbatch(model, batch: TreeBatch, cfg, has_old: bool, ref_model, scale, temperature):
     """Forward, fused loss and backward of one micro-batch over its loss rows; its metric sums."""
+    # The per-token inputs go to the device before the forward is queued: a copy from host memory
+    # queued after it would wait for it (a host sync per micro-batch).
+    keep = batch.loss_mask.nonzero().squeeze(1)
+    take = lambda t: t[keep].to(model.get_output_embeddings().weight.device)
+    fields = (
+        batch.row_hidden,
+        batch.labels,
+        batch.w,
+        batch.s_plus,
+        batch.s_minus,
+        batch.w_plus,
+        batch.w_minus,
+    )
+    row_index, labels, w, s_plus, s_minus, w_plus, w_minus = map(take, fields)
+    old = take(batch.old_logprob) if has_old else None
     hidden = tree_hidden_states(model, batch)
     weight = model.get_output_embeddings().weight  # after the forward: gathered under FSDP2
-    keep = batch.loss_mask.nonzero().squeeze(1)
-    take = lambda t: t[keep].to(hidden.device)
-    rows = hidden[take(batch.row_hidden)]
-    labels = take(batch.labels)
-    old = take(batch.old_logprob) if has_old else _row_logprobs(rows, weight, labels, temperature)
+    rows = hidden[row_index]
+    if old is None:
+        old = _row_logprobs(rows, weight, labels, temperature)
     ref = None
     if ref_model is not None:
         with torch.no_grad():
-            ref_rows = tree_hidden_states(ref_model, batch)[take(batch.row_hidden)]
+            ref_rows = tree_hidden_states(ref_model, batch)[row_index]
             ref = _row_logprobs(ref_rows, ref_model.get_output_embeddings().weight, labels, temperature)
-    w = take(batch.w)
     loss, aux = linear_tree_loss(
-        rows, weight, labels, old, take(batch.s_plus), take(batch.s_minus), w, ref,
-        **_loss_kwargs(cfg, temperature),
-    )  # fmt: skip
+        rows, weight, labels, old, s_plus, s_minus, w, ref, **_loss_kwargs(cfg, temperature)
+    )
     (loss * scale).backward()
-    w_plus, w_minus = take(batch.w_plus), take(batch.w_minus)
     logp, entropy = aux["logprob"], aux["entropy"]
     metrics = weighted_metrics(cfg, aux["ratio"], logp, old, entropy, w, w_plus, w_minus, ref)
     metrics["loss"] = loss.detach()
