@@ -119,20 +119,20 @@ def cublas_floor(hidden, weight, labels):
 
 
 class CublasBlocked(torch.autograd.Function):
-    """The GEMMs of the tree loss's gradient-in-forward path alone, in its row blocks (CUDA): fp32
-    logits of a block, then `dz @ W` and `dW += dz.T @ h` with the block's bf16 view standing in for dz."""
+    """The GEMMs of the tree loss's gradient-in-forward path alone, in its row blocks (CUDA): a block's
+    logits in the inputs' dtype (cuBLAS standing in for the Triton pass that keeps them), then `dz @ W`
+    and `dW += dz.T @ h` with the same buffer standing in for dz."""
 
     @staticmethod
     def forward(ctx, hidden, weight):
         n, vocab = hidden.shape[0], weight.shape[0]
-        rows = linear_loss.block_rows(n, vocab, 4, hidden.device)
-        workspace = torch.empty((rows, vocab), dtype=torch.float32, device=hidden.device)
-        dz_rows = workspace.view(hidden.dtype)[:, :vocab]
+        rows = linear_loss.block_rows(n, linear_loss.row_bytes(vocab, hidden.dtype, "triton"), hidden.device)
+        workspace = torch.empty((rows, vocab), dtype=hidden.dtype, device=hidden.device)
         dh, dw = torch.empty_like(hidden), torch.empty_like(weight)
         for r0 in range(0, n, rows):
             r1 = min(r0 + rows, n)
-            logits, dz = workspace[: r1 - r0], dz_rows[: r1 - r0]
-            torch.addmm(logits, hidden[r0:r1], weight.T, beta=0, out_dtype=torch.float32, out=logits)
+            logits = dz = workspace[: r1 - r0]
+            torch.mm(hidden[r0:r1], weight.T, out=logits)
             torch.mm(dz, weight, out=dh[r0:r1])
             torch.addmm(dw, dz.T, hidden[r0:r1], beta=1 if r0 else 0, out=dw)
         ctx.grads = dh, dw

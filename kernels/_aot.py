@@ -10,10 +10,10 @@ compiles for sm_90a); the figures come from ptxas' own report. Argument types an
 the launches specialise on (16-byte aligned pointers, H and row strides multiples of 16).
 `ptxas_available()` is False where the wheel has no ptxas: callers skip then.
 
-The fused linear kernels compile in their pinned configs (`PINNED`); the row kernels, which have one
-fixed tile each, in the dtype pairs they run with (`ROW_KERNELS`): row statistics of bf16 logits (the
-sampler) and of fp32 logits (the tree loss's gradient-in-forward path), and dz from bf16 logits into
-bf16 and from fp32 logits into bf16 (that path's in-place narrowing write).
+The fused linear kernels compile in their pinned configs (`PINNED`: the forward, the forward that keeps
+its logit tiles, dz); the row kernels, which have one fixed tile each, in the dtype pairs they run with
+(`ROW_KERNELS`): row statistics of bf16 logits (the sampler), dz from bf16 logits into bf16, and dz
+from tile-relative fp16 logits into bf16 over the same bytes (the tree loss's gradient-in-forward path).
 """
 
 import contextlib
@@ -30,17 +30,19 @@ from triton.compiler import ASTSource
 
 from . import _from_logits_triton as row
 from ._config import PINNED, TileConfig
-from ._linear_triton import KERNELS, precision
+from ._linear_triton import KEPT_LOGITS_DTYPE, KERNELS, VARIANTS, precision
 
 _TYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
 _INPUTS = ("h_ptr", "w_ptr", "bias_ptr", "dz_ptr")
-_ALIGNED = ("H", "stride_h", "stride_w", "stride_dz", "stride", "stride_d")
-# (kernel name, pointer types that differ from fp32, BLOCK_V) with the launch's defaults: 4 warps, 3 stages.
+_ALIGNED = ("H", "stride_h", "stride_w", "stride_dz", "stride", "stride_d", "stride_logits")
+# (kernel name, pointer types that differ from fp32, constexprs) with the launch's defaults: 4 warps,
+# 3 stages. dz from plain logits, and from tile-relative fp16 logits with one offset per 64 columns.
+_PLAIN = {"BLOCK_V": 1024, "HAS_OFFSETS": False, "TILE_COLS": 1}
+_KEPT = {"BLOCK_V": 1024, "HAS_OFFSETS": True, "TILE_COLS": 64}
 ROW_KERNELS = [
-    ("row stats", row._forward_kernel, {"logits_ptr": torch.bfloat16}, 4096),
-    ("row stats", row._forward_kernel, {"logits_ptr": torch.float32}, 4096),
-    ("row dz", row._backward_kernel, {"logits_ptr": torch.bfloat16, "dlogits_ptr": torch.bfloat16}, 1024),
-    ("row dz", row._backward_kernel, {"logits_ptr": torch.float32, "dlogits_ptr": torch.bfloat16}, 1024),
+    ("row stats", row._forward_kernel, {"logits_ptr": torch.bfloat16}, {"BLOCK_V": 4096}),
+    ("row dz", row._backward_kernel, {"logits_ptr": torch.bfloat16, "dlogits_ptr": torch.bfloat16}, _PLAIN),
+    ("row dz", row._backward_kernel, {"logits_ptr": torch.float16, "dlogits_ptr": torch.bfloat16}, _KEPT),
 ]
 H100_SHARED_BYTES = 227 * 1024  # opt-in shared memory per block on H100 / H200 (sm_90)
 
@@ -68,8 +70,9 @@ def _source(fn, pointer_dtypes: dict, constexprs: dict) -> ASTSource:
 def _linear_source(kernel: str, dtype: torch.dtype, config: TileConfig) -> ASTSource:
     constexprs = {"PRECISION": precision(dtype), "BLOCK_N": config.block_n}
     constexprs |= {"HAS_BIAS": False, "HAS_SOFTCAP": False}
-    constexprs |= {"BLOCK_V": config.block_v, "BLOCK_H": config.block_h}
-    return _source(KERNELS[kernel], dict.fromkeys(_INPUTS, dtype), constexprs)
+    constexprs |= {"BLOCK_V": config.block_v, "BLOCK_H": config.block_h} | VARIANTS[kernel]
+    pointers = dict.fromkeys(_INPUTS, dtype) | {"logits_ptr": KEPT_LOGITS_DTYPE[dtype]}
+    return _source(KERNELS[kernel], pointers, constexprs)
 
 
 def _parse_ptxas(log: str) -> dict:
@@ -92,11 +95,11 @@ def compile_stats(kernel: str, dtype: torch.dtype, config: TileConfig, capabilit
 def row_kernel_stats(capability: int = 90) -> list[dict]:
     """`compile_stats`' figures for each of `ROW_KERNELS`."""
     stats = []
-    for name, fn, pointers, block_v in ROW_KERNELS:
+    for name, fn, pointers, constexprs in ROW_KERNELS:
         dtypes = "->".join(_TYPES[t] for t in pointers.values())
-        source = _source(fn, pointers, {"BLOCK_V": block_v})
+        source = _source(fn, pointers, constexprs)
         options = {"num_warps": 4, "num_stages": 3}
-        config = f"BLOCK_V={block_v},num_warps=4,num_stages=3"
+        config = ",".join(f"{k}={v}" for k, v in constexprs.items()) + ",num_warps=4,num_stages=3"
         stats.append(_compile(source, options, capability, kernel=name, dtype=dtypes, config=config))
     return stats
 

@@ -60,12 +60,16 @@ CANDIDATES = [
     TileConfig(32, 64, 32, 4, 2),
 ]
 # Chosen from sm_90a compiles (benchmarks/RESULTS.md): the largest tiles that do not spill. The forward
-# keeps z and exp(z) tiles beside the accumulator, so it affords two pipeline stages at 128 x 128;
+# keeps z and exp(z) tiles beside the accumulator, so it affords two pipeline stages at 128 x 128 (the
+# variant that also stores its logit tiles spills there and at 64 x 128: 64 x 64 with 4 warps);
 # fp32 products are exact (`ieee`, no tensor cores), whose accumulators only fit small tiles.
 PINNED = {
     ("forward", torch.bfloat16): TileConfig(128, 128, 64, 8, 2),
     ("forward", torch.float16): TileConfig(128, 128, 64, 8, 2),
     ("forward", torch.float32): TileConfig(32, 64, 32, 4, 2),
+    ("forward-logits", torch.bfloat16): TileConfig(64, 64, 64, 4, 2),
+    ("forward-logits", torch.float16): TileConfig(64, 64, 64, 4, 2),
+    ("forward-logits", torch.float32): TileConfig(32, 64, 32, 4, 2),
     ("dz", torch.bfloat16): TileConfig(128, 128, 64, 8, 3),
     ("dz", torch.float16): TileConfig(128, 128, 64, 8, 3),
     ("dz", torch.float32): TileConfig(32, 64, 32, 4, 2),

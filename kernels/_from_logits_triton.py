@@ -6,10 +6,10 @@ backward, `lse` and `b/s`. Backward: one program per (row, run of vocabulary til
 `dlogits = (g_logp * (onehot(y) - p) - g_H * p * (z - b/s)) / T`. Logits of -inf (masked vocabulary)
 contribute nothing and never produce NaN.
 
-The backward may write over its own input: same dtype, or a narrower one into the first half of each
-fp32 logit row (`dlogits` a view with row stride 2V of bf16/fp16 over the fp32 rows). The narrowing
-write runs one program per row, streaming its tiles in order: tile c's output bytes then overlap only
-logits of columns below c's end, which that program has already read.
+The backward may write over its own input (`dlogits` a view of the same bytes: the same dtype, or
+another of the same width, as bf16 dz over fp16 logits). With `offsets` the logits are stored relative
+to a per-row value of each tile of `tile_cols` columns (`_linear_triton.forward_keeping_logits`): the
+logit is `logits + offsets[row, col // tile_cols]`.
 """
 
 import torch
@@ -69,13 +69,16 @@ def _backward_kernel(
     glp_ptr,
     gent_ptr,
     dlogits_ptr,
+    offsets_ptr,
     V,
     stride,
     stride_d,
+    stride_o,
     inv_temp,
     ignore_index,
-    tiles,
     BLOCK_V: tl.constexpr,
+    HAS_OFFSETS: tl.constexpr,
+    TILE_COLS: tl.constexpr,
 ):
     row = tl.program_id(0)
     y = tl.load(y_ptr + row)
@@ -84,19 +87,21 @@ def _backward_kernel(
     mean_z = tl.load(mean_ptr + row)
     g_lp = tl.load(glp_ptr + row)
     g_ent = tl.load(gent_ptr + row)
-    for tile in range(0, tiles):  # in order: an in-place narrowing write relies on it
-        cols = (tl.program_id(1) * tiles + tile) * BLOCK_V + tl.arange(0, BLOCK_V)
-        col_ok = cols < V
-        z = tl.load(logits_ptr + row.to(tl.int64) * stride + cols, mask=col_ok, other=float("-inf"))
-        z = z.to(tl.float32) * inv_temp
-        p = tl.exp(z - lse)
-        # A -inf logit has p == 0: leave its centred logit at 0 rather than form 0 * inf.
-        centred = tl.where(p > 0.0, z - mean_z, 0.0)
-        dz = -p * (g_lp + g_ent * centred)
-        dz = tl.where(cols == y, dz + g_lp, dz)
-        dz = tl.where(active, dz * inv_temp, 0.0)
-        out = dlogits_ptr + row.to(tl.int64) * stride_d + cols
-        tl.store(out, dz.to(dlogits_ptr.dtype.element_ty), mask=col_ok)
+    cols = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
+    col_ok = cols < V
+    x = tl.load(logits_ptr + row.to(tl.int64) * stride + cols, mask=col_ok, other=float("-inf"))
+    x = x.to(tl.float32)
+    if HAS_OFFSETS:
+        x += tl.load(offsets_ptr + row.to(tl.int64) * stride_o + cols // TILE_COLS, mask=col_ok, other=0.0)
+    z = x * inv_temp
+    p = tl.exp(z - lse)
+    # A -inf logit has p == 0: leave its centred logit at 0 rather than form 0 * inf.
+    centred = tl.where(p > 0.0, z - mean_z, 0.0)
+    dz = -p * (g_lp + g_ent * centred)
+    dz = tl.where(cols == y, dz + g_lp, dz)
+    dz = tl.where(active, dz * inv_temp, 0.0)
+    out = dlogits_ptr + row.to(tl.int64) * stride_d + cols
+    tl.store(out, dz.to(dlogits_ptr.dtype.element_ty), mask=col_ok)
 
 
 def _block_v(vocab: int) -> int:
@@ -125,15 +130,25 @@ def forward(logits: torch.Tensor, labels: torch.Tensor, inv_temp: float, ignore_
     return out.unbind(0)
 
 
-def backward(logits, labels, lse, mean_z, g_logprob, g_entropy, inv_temp: float, ignore_index: int, dlogits):
-    """Writes d logits into `dlogits` [N, V]: a new tensor, `logits` itself, or a narrower view over
-    `logits`' rows (see the module docstring)."""
+def backward(
+    logits,
+    labels,
+    lse,
+    mean_z,
+    g_logprob,
+    g_entropy,
+    inv_temp: float,
+    ignore_index: int,
+    dlogits,
+    offsets=None,
+):
+    """Writes d logits into `dlogits` [N, V]: a new tensor, or a view of `logits`' own bytes (see the
+    module docstring); `offsets` = (offsets [N, tiles] fp32, tile_cols) for tile-relative logits."""
     n, vocab = logits.shape
     if n:
         block = min(_block_v(vocab), 1024)
-        narrowing = dlogits.element_size() < logits.element_size()
-        tiles = triton.cdiv(vocab, block) if narrowing else 1
-        _backward_kernel[(n, triton.cdiv(vocab, block * tiles))](
+        table, tile_cols = (lse, 1) if offsets is None else offsets
+        _backward_kernel[(n, triton.cdiv(vocab, block))](
             logits,
             labels,
             lse,
@@ -141,11 +156,14 @@ def backward(logits, labels, lse, mean_z, g_logprob, g_entropy, inv_temp: float,
             g_logprob,
             g_entropy,
             dlogits,
+            table,
             vocab,
             logits.stride(0),
             dlogits.stride(0),
+            table.stride(0),
             inv_temp,
             ignore_index,
-            tiles,
             BLOCK_V=block,
+            HAS_OFFSETS=offsets is not None,
+            TILE_COLS=tile_cols,
         )

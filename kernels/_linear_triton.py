@@ -7,6 +7,11 @@ in a fixed order on the host side, so results are deterministic (no atomics). Th
 fastest grid axis: the programs resident at one time share a few token blocks (their `h` rows stay in
 L2) and walk the splits' weight tiles side by side.
 
+The "forward-logits" variant (`STORE_LOGITS`, for the tree loss's gradient made in the forward) also
+keeps every logit tile in an [N, V] buffer, as `x - x_max` per row in a 16-bit type (fp16 for bf16
+inputs) with the tile's fp32 max `x_max` per row beside it (`_store_tile`), so that dz can be formed
+later from the kept logits while the statistics stay those of the fp32 accumulators.
+
 Backward (`dz` kernel): recompute the logit tiles of one vocabulary chunk and write
 `dz = (g_logp * (onehot(y) - p) - g_H * p * (z - b/s)) / T` into a bounded workspace; cuBLAS then does
 `dh += dz @ W_chunk` and `dW_chunk = dz.T @ h`. The vocabulary block is the fastest grid axis, so the
@@ -25,7 +30,7 @@ from . import _config
 # Vocabulary splits are multiples of this many columns, itself a multiple of every BLOCK_V.
 SPLIT_COLUMNS = 256
 # Wave quantisation: the first split count whose programs fill this share of the last wave wins.
-WAVE_EFFICIENCY = 0.9
+WAVE_EFFICIENCY = 0.95
 
 
 @triton.jit
@@ -76,6 +81,20 @@ def _logit_tile(
     return acc * inv_temp
 
 
+@triton.jit
+def _store_tile(
+    logits_ptr, offsets_ptr, stride_logits, stride_offsets, x, x_max, rows, cols, tile, row_ok, col_ok
+):
+    """Keep a logit tile for the gradient as `x - x_max` per row in the dtype of `logits_ptr`, and x_max
+    (fp32) per row and tile: a 16-bit type's rounding then scales with a logit's distance below its
+    tile's max (2^-12 of it in fp16), not with the logit's own size. 32-bit element offsets suffice: the
+    buffer is one block of the workspace, far below 2^31 elements."""
+    out = logits_ptr + rows[:, None] * stride_logits + cols[None, :]
+    narrow = (x - x_max[:, None]).to(logits_ptr.dtype.element_ty)
+    tl.store(out, narrow, mask=row_ok[:, None] & col_ok[None, :])
+    tl.store(offsets_ptr + rows * stride_offsets + tile, x_max, mask=row_ok)
+
+
 # The partials' plane stride varies with the split count: not specialising on it keeps one compiled
 # variant per config, so the variant probed for occupancy is the one that runs.
 @triton.jit(do_not_specialize=["part_stride"])
@@ -86,6 +105,10 @@ def _linear_forward_kernel(
     y_ptr,
     parts_ptr,
     part_stride,
+    logits_ptr,
+    offsets_ptr,
+    stride_logits,
+    stride_offsets,
     N,
     V,
     H,
@@ -100,6 +123,7 @@ def _linear_forward_kernel(
     BLOCK_H: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     HAS_SOFTCAP: tl.constexpr,
+    STORE_LOGITS: tl.constexpr,
 ):
     split = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -114,7 +138,7 @@ def _linear_forward_kernel(
     for v0 in range(v_start, v_end, BLOCK_V):
         cols = v0 + tl.arange(0, BLOCK_V)
         col_ok = cols < v_end
-        z = _logit_tile(
+        x = _logit_tile(
             h_ptr,
             w_ptr,
             bias_ptr,
@@ -125,7 +149,7 @@ def _linear_forward_kernel(
             H,
             stride_h,
             stride_w,
-            inv_temp,
+            1.0,
             softcap,
             BLOCK_N,
             BLOCK_V,
@@ -134,7 +158,23 @@ def _linear_forward_kernel(
             HAS_BIAS,
             HAS_SOFTCAP,
         )
-        m_new = tl.maximum(m, tl.max(tl.where(col_ok[None, :], z, float("-inf")), axis=1))
+        x_max = tl.max(tl.where(col_ok[None, :], x, float("-inf")), axis=1)
+        if STORE_LOGITS:
+            _store_tile(
+                logits_ptr,
+                offsets_ptr,
+                stride_logits,
+                stride_offsets,
+                x,
+                x_max,
+                rows,
+                cols,
+                v0 // BLOCK_V,
+                row_ok,
+                col_ok,
+            )
+        z = x * inv_temp
+        m_new = tl.maximum(m, x_max * inv_temp)
         rescale = tl.exp(m - m_new)
         # Columns past the split load zero weights: give them no mass.
         e = tl.exp(tl.where(col_ok[None, :], z - m_new[:, None], float("-inf")))
@@ -223,7 +263,21 @@ def _linear_dz_kernel(
     )
 
 
-KERNELS = {"forward": _linear_forward_kernel, "dz": _linear_dz_kernel}
+KERNELS = {
+    "forward": _linear_forward_kernel,
+    "forward-logits": _linear_forward_kernel,
+    "dz": _linear_dz_kernel,
+}
+# Compile-time switches that tell the kernels' variants apart ("forward-logits": the forward that also
+# keeps its logit tiles for a gradient made at once).
+VARIANTS = {"forward": {"STORE_LOGITS": False}, "forward-logits": {"STORE_LOGITS": True}, "dz": {}}
+# The dtype a kept logit tile is stored in, per input dtype: as wide as the GEMM dtype, so that dz in
+# that dtype can be written over it in place; fp16 for bf16 inputs (3 more mantissa bits).
+KEPT_LOGITS_DTYPE = {
+    torch.bfloat16: torch.float16,
+    torch.float16: torch.float16,
+    torch.float32: torch.float32,
+}
 
 
 def precision(dtype: torch.dtype) -> str:
@@ -248,13 +302,17 @@ def split_count(row_blocks: int, vocab: int, slots: int, resident_row_blocks: in
     return next((s for s in candidates if fill(s) >= WAVE_EFFICIENCY), max(candidates, key=fill))
 
 
-def _forward_launch(hidden, weight, bias, labels, inv_temp, softcap, config):
-    """Launch the forward with `config`; returns the partials [4, splits, N]."""
+def _forward_launch(hidden, weight, bias, labels, inv_temp, softcap, config, kept=None):
+    """Launch the forward with `config`; returns the partials [4, splits, N] and, when `kept` (an [N, V]
+    buffer) is given, the tile offsets [N, tiles] of the logits stored there."""
     n, h = hidden.shape
     vocab = weight.shape[0]
-    consts = constexprs(hidden.dtype, bias, softcap)
+    variant = "forward" if kept is None else "forward-logits"
+    consts = constexprs(hidden.dtype, bias, softcap) | VARIANTS[variant]
     head = (hidden, weight, hidden if bias is None else bias, labels)
-    args = lambda parts: (*head, parts, parts.stride(0), n, vocab, h)
+    offsets = torch.empty((n, triton.cdiv(vocab, config.block_v)), dtype=torch.float32, device=hidden.device)
+    store = (hidden, offsets, 0, 0) if kept is None else (kept, offsets, kept.stride(0), offsets.stride(0))
+    args = lambda parts: (*head, parts, parts.stride(0), *store, n, vocab, h)
     tail = (hidden.stride(0), weight.stride(0), inv_temp, softcap or 1.0)
     probe = torch.empty((4, 1, n), dtype=torch.float32, device=hidden.device)
     slots = _config.resident_programs(
@@ -268,7 +326,7 @@ def _forward_launch(hidden, weight, bias, labels, inv_temp, softcap, config):
     parts = torch.empty((4, splits, n), dtype=torch.float32, device=hidden.device)
     grid = (splits, triton.cdiv(n, config.block_n))
     _config.launch(_linear_forward_kernel, grid, (*args(parts), *tail, cols), config, consts)
-    return parts
+    return parts, offsets
 
 
 def forward_partials(hidden, weight, bias, labels, inv_temp: float, softcap: float | None):
@@ -278,7 +336,18 @@ def forward_partials(hidden, weight, bias, labels, inv_temp: float, softcap: flo
         return torch.empty((4, 1, 0), dtype=torch.float32, device=hidden.device)
     trial = lambda config: _forward_launch(hidden, weight, bias, labels, inv_temp, softcap, config)
     config = _config.choose("forward", hidden.dtype, trial, key=(h, triton.next_power_of_2(n)))
-    return trial(config)
+    return trial(config)[0]
+
+
+def forward_keeping_logits(hidden, weight, labels, inv_temp: float, kept: torch.Tensor):
+    """`forward_partials` (no bias, no softcap) that also keeps the logits `x = hidden @ weight.T` in
+    `kept` [N, V] (dtype `KEPT_LOGITS_DTYPE`): tile by tile as `x - x_max`, with x_max per row and tile
+    of BLOCK_V columns in `offsets`. Returns (partials, offsets [N, V / BLOCK_V] fp32, BLOCK_V)."""
+    n, h = hidden.shape
+    trial = lambda config: _forward_launch(hidden, weight, None, labels, inv_temp, None, config, kept)
+    config = _config.choose("forward-logits", hidden.dtype, trial, key=(h, triton.next_power_of_2(n)))
+    parts, offsets = trial(config)
+    return parts, offsets, config.block_v
 
 
 def write_dz(

@@ -13,46 +13,86 @@ Because the upstream gradients `dL/dlogprob` and `dL/dentropy` of such a loss ar
 row's own statistics are, the forward finishes the backward's work in three N x H x V GEMMs instead of
 the four of the two-pass path (whose backward recomputes the logits). Per block of R token rows:
 
-  1. logits [R, V] = h @ W.T in fp32 into one reused workspace (cuBLAS accumulates in fp32 and writes
-     fp32: logits rounded to bf16 would be off by |z| * 2^-9, about 0.02 at |z| = 10)
-  2. lse, b/s, log-prob and entropy of each row (`from_logits.row_stats`: one Triton program per row)
-  3. g_logp, g_H = autograd of `row_loss` on those [R] vectors: the loss's own formula, no hand copy
-  4. dz over the workspace in place (`from_logits.logits_gradient`); for bf16 inputs dz is bf16 and
-     goes into the first half of each fp32 row (a view with row stride 2V), one program per row
-  5. dh[rows] = dz @ W, and dW (+)= dz.T @ h[rows] accumulated in place
+  1. (Triton) one pass of the fused forward kernel (`_linear_triton.forward_keeping_logits`): the
+     row statistics (max, sum of exponentials, logit-weighted sum, target logit) come from the GEMM's
+     fp32 accumulators, so log-prob and entropy are as exact as the two-pass path's; each logit tile
+     is also kept in the workspace as `x - x_max` (x_max per row and tile, fp32, beside it) in fp16
+     for bf16 inputs. A logit near its tile's max, where the softmax mass is, then keeps ~2^-11 of its
+     distance to that max, not 2^-11 of its own size (plain fp16 logits of |z| ~ 30 would put ~1 %
+     errors into p).
+     (torch) the block's logits in fp32 (fp64 for fp64) by one matmul, then `from_logits.row_stats`.
+  2. g_logp, g_H = autograd of `row_loss` on the block's [R] vectors: the loss's own formula, no hand copy
+  3. dz over the workspace in place (Triton: bf16 over the fp16 kept logits, the same bytes)
+  4. dh[rows] = dz @ W, and dW (+)= dz.T @ h[rows] accumulated in place
 
 The backward only scales the kept dh and dW by the incoming scalar gradient, in place (one backward per
-forward). Rows per block: `WORKSPACE_BYTES // (V * 4)` (fp32 logits), a multiple of `ROW_MULTIPLE`:
-320 on CUDA at V = 152064, so 26 blocks at N = 8192.
+forward). Rows per block: `WORKSPACE_BYTES` over `row_bytes` (2 bytes per logit plus the tile offsets
+on Triton in bf16), a multiple of `ROW_MULTIPLE`: 640 on CUDA at V = 152064, so 13 blocks at N = 8192.
 
 Extra memory: dW and dh (held from forward to backward) plus the workspace: at N = 8192, H = 4096,
-V = 152064 bf16, dW + 64 MiB + 186 MiB. dW is accumulated across blocks in the weight's dtype: an fp32
-accumulator would add twice dW's size (2.3 GiB there). The price is one bf16 rounding of the running sum
-per block; in tests/test_kernels_linear_loss.py 24 blocks raise the worst vocabulary row's relative
-error from 8.2e-3 (one block: bf16 dz, one rounding) to 1.24e-2. The torch path computes in fp32 (fp64
-for fp64 inputs) and casts dW once. fp16 is not served here (the caller keeps the two-pass path): an
-fp16 dz at token-mean scale underflows (the two-pass path then uses an fp32 dz), and fp32 GEMM
-operands would need an fp32 copy of W.
+V = 152064 bf16, dW + 64 MiB + 186 MiB + 6 MiB of tile maxima. dW is accumulated across blocks in the
+weight's dtype: an fp32 accumulator would add twice dW's size (2.3 GiB there). The price is one bf16
+rounding of the running sum per block. The torch path computes in fp32 (fp64 for fp64 inputs) and casts
+dW once. fp16 inputs run on Triton but `linear_tree_loss` does not send them here: an fp16 dz at
+token-mean scale underflows (the two-pass path then uses an fp32 dz).
 """
 
 import torch
 
+from ._common import triton_module
 from .from_logits import logits_gradient, row_stats
-from .linear import _gemm
+from .linear import _gemm, merge_partials
 
-# fp32 logits per block. CUDA: with dh (64 MiB at N = 8192, H = 4096 bf16) extra memory stays <= dW + 256 MiB.
+# Logits per block. CUDA: with dh (64 MiB at N = 8192, H = 4096 bf16) extra memory stays <= dW + 256 MiB.
 # CPU: blocks of 16 MiB (85 rows at V = 49152) made the path slower than the two-pass one on 2 cores
 # (skinny GEMMs, dW re-read per block); 64 MiB matched or beat it in the same alternating run.
 WORKSPACE_BYTES = {"cpu": 64 * 2**20, "cuda": 192 * 2**20}
 ROW_MULTIPLE = 64
+# Triton keeps one fp32 offset per row and tile of logits; tiles are 64 columns or wider in every config.
+NARROWEST_TILE = 64
 
 
-def block_rows(n: int, vocab: int, element_bytes: int, device: torch.device) -> int:
-    """Token rows per block: the workspace over one row of logits, a multiple of ROW_MULTIPLE if >= it."""
-    rows = max(1, WORKSPACE_BYTES["cuda" if device.type == "cuda" else "cpu"] // (vocab * element_bytes))
+def block_rows(n: int, row_bytes: int, device: torch.device) -> int:
+    """Token rows per block: the workspace over one row's bytes, a multiple of ROW_MULTIPLE if >= it."""
+    rows = max(1, WORKSPACE_BYTES["cuda" if device.type == "cuda" else "cpu"] // row_bytes)
     if rows >= ROW_MULTIPLE:
         rows -= rows % ROW_MULTIPLE
     return max(1, min(rows, n))
+
+
+def _triton_block(h_rows, weight, labels, kept, inv_temp, ignore_index):
+    """(logp, entropy, make_dz) of one block: statistics from the GEMM's fp32 accumulators while the
+    logits are kept tile-relative in `kept`; make_dz(g_logp, g_H) writes dz over them in place."""
+    parts, offsets, tile_cols = triton_module("_linear_triton").forward_keeping_logits(
+        h_rows, weight, labels, inv_temp, kept
+    )
+    lse, mean_z, z_y = merge_partials(parts)
+    active = labels != ignore_index
+    logp, entropy = torch.where(active, z_y - lse, 0), torch.where(active, lse - mean_z, 0)
+
+    def make_dz(g_logp, g_ent):
+        dz = kept.view(h_rows.dtype)
+        triton_module("_from_logits_triton").backward(
+            kept, labels, lse, mean_z, g_logp.contiguous(), g_ent.contiguous(), inv_temp, ignore_index, dz,
+            (offsets, tile_cols),
+        )  # fmt: skip
+        return dz
+
+    return logp, entropy, make_dz
+
+
+def _torch_block(h_rows, weight, labels, logits, inv_temp, ignore_index):
+    """(logp, entropy, make_dz) of one block from its logits computed into `logits` (the inputs' fp32 or
+    fp64); make_dz(g_logp, g_H) writes dz over them in place."""
+    _gemm(logits, h_rows, weight.T, accumulate=False)
+    logp, entropy, lse, mean_z = row_stats(logits, labels, inv_temp, ignore_index, "torch")
+
+    def make_dz(g_logp, g_ent):
+        return logits_gradient(
+            logits, labels, lse, mean_z, g_logp, g_ent, inv_temp, ignore_index, "torch", logits
+        )
+
+    return logp, entropy, make_dz
 
 
 def _row_loss_grads(row_loss, logprob, entropy, r0, r1):
@@ -65,6 +105,24 @@ def _row_loss_grads(row_loss, logprob, entropy, r0, r1):
     return loss.detach(), g_logp, g_ent
 
 
+def row_bytes(vocab: int, dtype: torch.dtype, impl: str) -> int:
+    """Workspace bytes per token row for GEMM operands of `dtype`: the Triton path's kept logits and tile
+    offsets, or the torch path's logits in `dtype` (the inputs' fp32 or fp64)."""
+    if impl != "triton":
+        return vocab * dtype.itemsize
+    kept = triton_module("_linear_triton").KEPT_LOGITS_DTYPE[dtype]
+    return vocab * kept.itemsize + 4 * -(-vocab // NARROWEST_TILE)
+
+
+def _workspace(h: torch.Tensor, vocab: int, impl: str):
+    """(the blocks' logit buffer [rows, V], the block function) for the GEMM operand `h` [N, H]."""
+    rows = block_rows(h.shape[0], row_bytes(vocab, h.dtype, impl), h.device)
+    if impl == "triton":
+        kept = triton_module("_linear_triton").KEPT_LOGITS_DTYPE[h.dtype]
+        return torch.empty((rows, vocab), dtype=kept, device=h.device), _triton_block
+    return torch.empty((rows, vocab), dtype=h.dtype, device=h.device), _torch_block
+
+
 class LinearLoss(torch.autograd.Function):
     """Forward: loss, log-prob and entropy, with dh and dW; backward: those scaled by the loss's gradient."""
 
@@ -72,32 +130,21 @@ class LinearLoss(torch.autograd.Function):
     def forward(ctx, hidden, weight, labels, row_loss, temperature, ignore_index, impl):
         stats_dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
         h, w = (t.to(hidden.dtype if impl == "triton" else stats_dtype) for t in (hidden, weight))
-        n, vocab = hidden.shape[0], weight.shape[0]
-        rows = block_rows(n, vocab, stats_dtype.itemsize, hidden.device)
-        workspace = torch.empty((rows, vocab), dtype=stats_dtype, device=hidden.device)
-        # dz in the GEMM dtype; a half dz goes into the first half of each fp32 logit row.
-        dz_rows = workspace.view(h.dtype)[:, :vocab]
+        n = hidden.shape[0]
+        workspace, block = _workspace(h, weight.shape[0], impl)
         need_h, need_w = ctx.needs_input_grad[:2]
         dh = torch.empty_like(h) if need_h else None
         dw = torch.empty_like(w) if need_w else None
         logprob, entropy = (torch.empty(n, dtype=stats_dtype, device=hidden.device) for _ in range(2))
         loss = torch.zeros((), dtype=stats_dtype, device=hidden.device)
-        for r0 in range(0, n, rows):
-            r1 = min(r0 + rows, n)
-            logits = workspace[: r1 - r0]
-            _gemm(logits, h[r0:r1], w.T, accumulate=False)
-            logp, ent, lse, mean_z = row_stats(logits, labels[r0:r1], 1.0 / temperature, ignore_index, impl)
+        for r0 in range(0, n, workspace.shape[0]):
+            r1 = min(r0 + workspace.shape[0], n)
+            rows = (h[r0:r1], w, labels[r0:r1], workspace[: r1 - r0])
+            logp, ent, make_dz = block(*rows, 1 / temperature, ignore_index)
             logprob[r0:r1], entropy[r0:r1] = logp, ent
             block_loss, g_logp, g_ent = _row_loss_grads(row_loss, logp, ent, r0, r1)
             loss += block_loss
-            dz = dz_rows[: r1 - r0]
-            logits_gradient(
-                logits, labels[r0:r1], lse, mean_z, g_logp, g_ent, 1 / temperature, ignore_index, impl, dz
-            )
-            if not dz.is_cuda and dz.stride(0) != vocab:
-                # CPU half GEMMs with a row stride beyond K let a NaN past each row (here: the rest of the
-                # fp32 logit row) into the product; cuBLAS reads K columns. Only the interpreter gets here.
-                dz = dz.contiguous()
+            dz = make_dz(g_logp, g_ent)
             if need_h:
                 torch.mm(dz, w, out=dh[r0:r1])
             if need_w:

@@ -301,6 +301,7 @@ def test_split_count_fills_waves_and_bounds_resident_token_blocks():
     from arpo.kernels._linear_triton import split_count
 
     assert split_count(64, 152064, 132, 25) == 6  # 384 programs: 2.91 waves of 132
+    assert split_count(5, 152064, 132, 25) == 26  # a 640-row block of the tree loss: 130 of 132 slots
     assert split_count(1, 152064, 132, 25) >= 66  # one token block: the splits fill the device
     assert split_count(3, 1100, 2, 1000) == 2  # the interpreter's model: 6 programs on 2 slots
     assert split_count(1, 200, 132, 25) == 1  # never more splits than SPLIT_COLUMNS blocks

@@ -58,10 +58,11 @@ def weighted_metrics(
     w_plus: torch.Tensor,
     w_minus: torch.Tensor,
     ref_logp: torch.Tensor | None = None,
-) -> dict[str, float]:
+) -> dict[str, torch.Tensor]:
     """Token-mean metrics as sums over tokens of weight x value: a flat token has w = 1/N (w_plus = w
-    when A > 0); a tree token carries the summed weights of the branches through it."""
-    dot = lambda weight, value: float((weight.double() * value.double()).sum())
+    when A > 0); a tree token carries the summed weights of the branches through it. Each is a 0-dim
+    fp64 tensor on the inputs' device: callers sum them over micro-batches and read them once."""
+    dot = lambda weight, value: (weight.double() * value.double()).sum()
     out = {
         "pg_clipfrac_upper": dot(w_plus, ratio > 1 + cfg.eps_high),
         "pg_clipfrac_lower": dot(w_minus, ratio < 1 - cfg.eps_low),

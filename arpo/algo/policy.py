@@ -126,12 +126,20 @@ def policy_loss_backward(
         sums = _flat_backward(model, groups, cfg, traj_adv, old_logprobs, ref, scale, temperature)
     else:
         sums = _tree_backward(model, groups, cfg, traj_adv, old_logprobs, ref, scale, temperature, min_passes)
-    metrics.update(sums)
+    metrics.update(_read_once(sums))
     metrics["loss_tokens"] = float(total_loss_tokens(groups))
     metrics["linearised_tokens"] = float(
         sum(len(g.prompt_ids) + len(t) for g in groups for t in g.trajectories)
     )
     return metrics
+
+
+def _read_once(sums: dict) -> dict[str, float]:
+    """Metric sums, some of them device tensors, as floats: one host synchronisation per update, not per
+    micro-batch (a sync stalls the launch queue until the device catches up)."""
+    tensors = {k: v for k, v in sums.items() if isinstance(v, torch.Tensor)}
+    values = torch.stack([v.double() for v in tensors.values()]).tolist() if tensors else []
+    return {**sums, **dict(zip(tensors, values))}
 
 
 def _loss_kwargs(cfg: AlgoConfig, temperature: float) -> dict:
@@ -166,28 +174,38 @@ def _tree_backward(model, groups, cfg, traj_adv, old_logprobs, ref_model, scale,
 
 def _tree_microbatch(model, batch: TreeBatch, cfg, has_old: bool, ref_model, scale, temperature):
     """Forward, fused loss and backward of one micro-batch over its loss rows; its metric sums."""
+    # The per-token inputs go to the device before the forward is queued: a copy from host memory
+    # queued after it would wait for it (a host sync per micro-batch).
+    keep = batch.loss_mask.nonzero().squeeze(1)
+    take = lambda t: t[keep].to(model.get_output_embeddings().weight.device)
+    fields = (
+        batch.row_hidden,
+        batch.labels,
+        batch.w,
+        batch.s_plus,
+        batch.s_minus,
+        batch.w_plus,
+        batch.w_minus,
+    )
+    row_index, labels, w, s_plus, s_minus, w_plus, w_minus = map(take, fields)
+    old = take(batch.old_logprob) if has_old else None
     hidden = tree_hidden_states(model, batch)
     weight = model.get_output_embeddings().weight  # after the forward: gathered under FSDP2
-    keep = batch.loss_mask.nonzero().squeeze(1)
-    take = lambda t: t[keep].to(hidden.device)
-    rows = hidden[take(batch.row_hidden)]
-    labels = take(batch.labels)
-    old = take(batch.old_logprob) if has_old else _row_logprobs(rows, weight, labels, temperature)
+    rows = hidden[row_index]
+    if old is None:
+        old = _row_logprobs(rows, weight, labels, temperature)
     ref = None
     if ref_model is not None:
         with torch.no_grad():
-            ref_rows = tree_hidden_states(ref_model, batch)[take(batch.row_hidden)]
+            ref_rows = tree_hidden_states(ref_model, batch)[row_index]
             ref = _row_logprobs(ref_rows, ref_model.get_output_embeddings().weight, labels, temperature)
-    w = take(batch.w)
     loss, aux = linear_tree_loss(
-        rows, weight, labels, old, take(batch.s_plus), take(batch.s_minus), w, ref,
-        **_loss_kwargs(cfg, temperature),
-    )  # fmt: skip
+        rows, weight, labels, old, s_plus, s_minus, w, ref, **_loss_kwargs(cfg, temperature)
+    )
     (loss * scale).backward()
-    w_plus, w_minus = take(batch.w_plus), take(batch.w_minus)
     logp, entropy = aux["logprob"], aux["entropy"]
     metrics = weighted_metrics(cfg, aux["ratio"], logp, old, entropy, w, w_plus, w_minus, ref)
-    metrics["loss"] = float(loss.detach())
+    metrics["loss"] = loss.detach()
     return metrics
 
 
@@ -258,5 +276,5 @@ def _flat_backward(model, groups, cfg, traj_adv, old_logprobs, ref_model, scale,
             ).items():
                 sums[k] += v
         (total * scale).backward()
-        sums["loss"] += float(total.detach())
+        sums["loss"] += total.detach()
     return sums
