@@ -70,7 +70,8 @@ def test_cached_conversations_answer_as_a_fresh_prefill_does(family, how):
             ]
     # The first conversation computes the function docs; the others fork from its sequence.
     assert [cache for step, cache, _, _ in seen if step == 0] == [STARTED, SHARED, SHARED]
-    shared_docs = len(render(tokenizer, chats["c0"][:1], []))
+    system = tokenizer.apply_chat_template(chats["c0"][:1], tokenize=False)  # the docs, rendered
+    shared_docs = len(tokenizer(system, add_special_tokens=False).input_ids)
     assert all(reused >= shared_docs for step, cache, reused, _ in seen if cache == SHARED)
     assert [cache for step, cache, _, _ in seen if step in (1, 2)] == [how] * 6
     assert [cache for step, cache, _, _ in seen if step == 3] == [DIVERGED] * 3
