@@ -142,19 +142,43 @@ def test_dialogue_turn_rules():
     assert p.messages == [{"role": "system", "content": "SYSTEM"}, {"role": "user", "content": "q"}]
 
 
+GIB = 2**30
+SMOLLM2_KV = 30 * 2 * 3 * 64 * 4  # bytes per token: layers, K and V, KV heads, head dim, float32
+
+
 @pytest.mark.parametrize(
-    "overrides, category, expected",
+    "overrides, free_bytes, expected",
     [
-        ([], "multi_turn_base", 4),  # 32768 cached tokens hold four conversations of 8192
-        (["rollout.sampler.kv_cache_tokens=100000"], "multi_turn_base", 12),
-        (["rollout.sampler.num_blocks=1024", "rollout.sampler.block_size=16"], "multi_turn_base", 2),
-        ([], "simple_python", 16),  # one answer each: nothing kept between answers
-        (["rollout.engine=vllm"], "multi_turn_base", 16),  # vLLM manages its own cache
+        ([], 0, 4),  # no memory to spare: the configured 32768 tokens hold four conversations of 8192
+        ([], 4 * GIB, 5),  # half of 4 GiB holds five at 8192 tokens of 46080 bytes
+        ([], 16 * GIB, 16),  # room for 22: eval.batch_size bounds it
+        (["rollout.sampler.kv_cache_tokens=100000"], 0, 12),
+        (["rollout.sampler.num_blocks=1024", "rollout.sampler.block_size=16"], 0, 2),
     ],
 )
-def test_multi_turn_conversations_at_once_fit_the_native_cache(overrides, category, expected):
+def test_multi_turn_conversations_at_once_fit_half_the_free_memory(overrides, free_bytes, expected):
     from arpo.config import load_config
-    from arpo.eval.bfcl.evaluate import conversations_at_once
+    from arpo.eval.bfcl.sizing import conversations_at_once, multi_turn_slots, with_cache_for
 
     cfg = load_config(None, ["eval.batch_size=16", *overrides])
-    assert conversations_at_once(cfg, category, context=8192) == expected
+    slots = multi_turn_slots(cfg, 8192, SMOLLM2_KV, free_bytes)
+    assert slots == expected
+    assert conversations_at_once(cfg, "multi_turn_base", slots) == expected
+    assert conversations_at_once(cfg, "simple_python", slots) == 16  # one answer each: nothing kept
+    vllm = load_config(None, ["eval.batch_size=16", "rollout.engine=vllm"])
+    assert conversations_at_once(vllm, "multi_turn_base", slots) == 16  # vLLM manages its own cache
+    sampler = with_cache_for(cfg, slots * 8192).rollout.sampler
+    assert sampler.num_blocks * sampler.block_size >= max(slots * 8192, 32768 if not overrides else 0)
+
+
+@pytest.mark.parametrize("dtype", ["auto", "bfloat16"])
+def test_kv_bytes_per_token_match_the_native_cache(dtype):
+    from arpo.config.rollout import SamplerConfig
+    from arpo.eval.bfcl.sizing import kv_bytes_per_token
+    from arpo.models.tiny import tiny_model
+    from arpo.rollout.native.engine import NativeEngine
+
+    model, tokenizer = tiny_model("qwen3")
+    sampler = SamplerConfig(block_size=4, num_blocks=8, dtype=dtype)
+    engine = NativeEngine(model, tokenizer, sampler)
+    assert kv_bytes_per_token(model, sampler) * 4 == engine.runner.kv_cache_bytes_per_block

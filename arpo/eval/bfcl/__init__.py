@@ -2,7 +2,7 @@
 
 BFCL's data, prompts, decoders and checkers come from the `bfcl-eval` package, run in its own
 environment behind a pipe (worker.py, bridge.py); arpo generates the answers with its engines,
-in each model's own call format (calls.py, dialogue.py, generate.py, runner.py), and reports
+in each model's own call format (calls.py, dialogue.py, generate.py, runner.py, sizing.py), and reports
 (report.py, compare.py). Entry point: `evaluate_bfcl` in evaluate.py.
 """
 

@@ -56,20 +56,30 @@ class Dialogue:
             self.done = True
             return
         self.outputs.append([])
-        messages = copy.deepcopy(self.entry["question"][self.turn])
-        holdout = self.entry["holdouts"].get(str(self.turn))
-        if holdout:  # BFCL's held-out turn has no user text of its own
+        turn = self._turn(self.turn)
+        self.tools += turn["tools"]
+        self.names.update({schema_name(t["function"]["name"]): t["function"]["name"] for t in turn["tools"]})
+        self.messages += turn["messages"]
+
+    def remaining_turns(self) -> list[dict]:
+        """The turns after the current one, as `_turn` gives them (none for a single-turn entry)."""
+        if not self.multi_turn:
+            return []
+        return [self._turn(t) for t in range(self.turn + 1, len(self.entry["question"]))]
+
+    def _turn(self, turn: int) -> dict:
+        """Turn `turn`'s user messages and the tools it adds (a turn that releases held-out functions
+        has no user text of its own: it says so, and in function-calling style adds their docs)."""
+        messages, tools = copy.deepcopy(self.entry["question"][turn]), []
+        holdout = self.entry["holdouts"].get(str(turn))
+        if holdout:
             messages = [
                 {"role": "user", "content": holdout["fc_message" if self.style == FC else "prompt_message"]}
             ]
-            if self.style == FC:
-                self.tools += holdout["tools"]
-                self.names.update(
-                    {schema_name(t["function"]["name"]): t["function"]["name"] for t in holdout["tools"]}
-                )
-        if self.turn == 0 and self.style != FC:
+            tools = holdout["tools"] if self.style == FC else []
+        if turn == 0 and self.style != FC:
             messages = _with_system_prompt(messages, self.entry["system_prompt"])
-        self.messages += messages
+        return {"messages": messages, "tools": tools}
 
     def decoded(self, text: str):
         """What the checker and executor read for one answer: BFCL decodes prompt-style text

@@ -25,6 +25,7 @@ from arpo.eval.bfcl.calls import FC, call_style
 from arpo.eval.bfcl.categories import kind, parse
 from arpo.eval.bfcl.report import cache_note, category_metrics, overall, print_results
 from arpo.eval.bfcl.runner import CategoryRun, select
+from arpo.eval.bfcl.sizing import conversations_at_once, native_slots, with_cache_for
 from arpo.eval.report import append_jsonl, write_results
 from arpo.models import load_model
 from arpo.rollout.vllm.engine import require_vllm
@@ -60,17 +61,6 @@ def with_context(cfg: Config, context: int) -> Config:
     return dataclasses.replace(cfg, rollout=dataclasses.replace(cfg.rollout, vllm=vllm))
 
 
-def conversations_at_once(cfg: Config, category: str, context: int) -> int:
-    """Conversations of `category` run together. A multi-turn conversation keeps its KV cache
-    between answers, so on the native sampler only as many run as its cache holds at full context:
-    one evicted meanwhile would recompute its whole prompt at every answer. vLLM manages its own."""
-    if kind(category) != "multi_turn" or cfg.rollout.engine != "native":
-        return cfg.eval.batch_size
-    sampler = cfg.rollout.sampler
-    cache_tokens = sampler.num_blocks * sampler.block_size if sampler.num_blocks else sampler.kv_cache_tokens
-    return max(1, min(cfg.eval.batch_size, cache_tokens // context))
-
-
 def run_bfcl(cfg: Config) -> dict:
     """`eval.compare` (several models or result directories) or one model on BFCL."""
     if cfg.eval.compare:
@@ -92,7 +82,8 @@ def evaluate_bfcl(cfg: Config) -> dict:
         data = {c: select(loaded[c], cfg.eval.limit, cfg.data.seed) for c in categories}
         model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
         context = model_context(cfg, model)
-        sized = with_context(cfg, context)
+        slots = native_slots(cfg, categories, model, context)
+        sized = with_cache_for(with_context(cfg, context), slots * context)
         engine = build_engine(
             sized.rollout, cfg.model, model, tokenizer, max_prompt_tokens=context, seed=cfg.seed
         )
@@ -105,7 +96,10 @@ def evaluate_bfcl(cfg: Config) -> dict:
             markup=False,
         )
         run = CategoryRun(engine, tokenizer, worker, style, cfg.rollout.max_response_tokens, context)
-        results = {c: _category(run, c, entries, cfg, out_dir, console) for c, entries in data.items()}
+        results = {
+            c: _category(run, c, entries, conversations_at_once(cfg, c, slots), out_dir, console)
+            for c, entries in data.items()
+        }
     finally:
         worker.close()
     summary = {
@@ -125,27 +119,26 @@ def evaluate_bfcl(cfg: Config) -> dict:
 
 
 def _category(
-    run: CategoryRun, category: str, entries: list[dict], cfg: Config, out_dir: str, console
+    run: CategoryRun, category: str, entries: list[dict], at_once: int, out_dir: str, console
 ) -> dict:
     path = os.path.join(out_dir, f"transcripts_bfcl_{category}.jsonl")
     open(path, "w").close()
     done = [0]
 
-    def on_batch(records: list[dict]) -> None:
+    def on_done(records: list[dict]) -> None:
         append_jsonl(path, records)
         done[0] += len(records)
         right = sum(r["valid"] for r in records)
         console.print(f"  {category}: {done[0]}/{len(entries)}, {right} of the last {len(records)} right")
 
-    batch_size = conversations_at_once(cfg, category, run.context)
-    if batch_size < cfg.eval.batch_size:
+    if kind(category) == "multi_turn":
         console.print(
-            f"  {category}: {batch_size} conversations at a time (the sampler's KV cache holds "
-            f"{batch_size} at the full context of {run.context} tokens; rollout.sampler.kv_cache_tokens)",
+            f"  {category}: {at_once} conversations at a time (eval.batch_size, on the native sampler "
+            f"as far as half the free memory holds their KV cache at the full context of {run.context})",
             markup=False,
         )
     start = time.perf_counter()
-    records = run.run(category, entries, batch_size, on_batch)
+    records = run.run(category, entries, at_once, on_done)
     metrics = category_metrics(records, time.perf_counter() - start)
     if note := cache_note(category, metrics["kv_cache"]):
         console.print(note, markup=False)

@@ -9,8 +9,11 @@ since) usually extends the sequence's tokens, and then only the new tokens are a
 prefilled, as tool results are in agent rollouts. Where the rendering differs from what the engine
 holds (a template that re-renders the answer, text that tokenizes differently) the sequence is
 forked at the longest common prefix, so only the rest is computed; with no common prefix the
-prompt is prefilled afresh. Every answer says which happened (`Completion.cache`). The tokens fed
-are the rendered prompt's in every case, so the answers equal those of a fresh prefill.
+prompt is prefilled afresh. A conversation's first prompt is likewise forked from the held sequence
+of another conversation that shares the longest prefix with it (conversations over the same
+function docs share their whole system prompt), so a prefix is computed and cached once. Every
+answer says which happened (`Completion.cache`). The tokens fed are the rendered prompt's in every
+case, so the answers equal those of a fresh prefill.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ from arpo.rollout.interface import SamplingParams
 
 # Tokens that close an assistant turn in common chat templates (besides the tokenizer's EOS).
 TURN_END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
-# How a prompt reached the engine: a conversation's first; its sequence extended by the new tokens;
-# forked where the rendering differs from it; prefilled afresh (nothing in common, or it was gone).
-STARTED, APPENDED, DIVERGED, RESTARTED = "started", "appended", "diverged", "restarted"
+# How a prompt reached the engine: a conversation's first, prefilled; a conversation's first, forked
+# from another conversation's sequence; its sequence extended by the new tokens; forked where the
+# rendering differs from it; prefilled afresh (nothing in common, or it was gone).
+STARTED, SHARED = "started", "shared"
+APPENDED, DIVERGED, RESTARTED = "appended", "diverged", "restarted"
+CACHE_PATHS = (STARTED, SHARED, APPENDED, DIVERGED, RESTARTED)
 
 
 @dataclass
@@ -31,8 +37,8 @@ class Completion:
     text: str
     tokens: int
     finish_reason: str  # "eos" | "length"
-    cache: str = STARTED  # STARTED | APPENDED | DIVERGED | RESTARTED
-    reused_tokens: int = 0  # prompt tokens whose KV cache came from the conversation's last answer
+    cache: str = STARTED  # STARTED | SHARED | APPENDED | DIVERGED | RESTARTED
+    reused_tokens: int = 0  # prompt tokens whose KV cache was already held (this or another conversation)
     prompt_tokens: int = 0
 
 
@@ -67,7 +73,10 @@ class Conversations:
 
     def complete(self, prompts: dict) -> dict:
         """Greedy answers to `prompts` (key -> prompt ids), all decoded together."""
-        placed = {key: self._place(key, ids) for key, ids in prompts.items()}
+        placed = {}
+        for key, ids in prompts.items():  # registered at once: a later new conversation may share it
+            placed[key] = self._place(key, ids)
+            self.sequences[key] = placed[key][0]
         tokens: dict[int, list[int]] = {seq: [] for seq, _ in placed.values()}
         reasons: dict[int, str] = {}
         while self.engine.has_runnable():
@@ -79,7 +88,6 @@ class Conversations:
                     self.engine.pause(event.seq_id)  # at its cap: paused, so its cache stays
         out = {}
         for key, (seq, (cache, reused)) in placed.items():
-            self.sequences[key] = seq
             text = self.tokenizer.decode(tokens[seq], skip_special_tokens=True)
             reason = reasons.get(seq, "length")
             out[key] = Completion(text, len(tokens[seq]), reason, cache, reused, len(prompts[key]))
@@ -105,18 +113,36 @@ class Conversations:
         params = self._params(len(prompt))
         seq = self.sequences.pop(key, None)
         if seq is None:
-            return self.engine.add(prompt, params), (STARTED, 0)
+            return self._start(prompt, params)
         paused = self.engine.status(seq)[0] == "paused"  # else finished: its cache is gone
         held = self.engine.token_ids(seq) if paused else []
         shared = common_prefix(held, prompt)
         if not shared:
             self.engine.release(seq)
             return self.engine.add(prompt, params), (RESTARTED, 0)
-        how = APPENDED
-        if shared < len(held):  # a child holding the common prefix replaces the sequence
-            (child,) = self.engine.fork(seq, 1, shared)
-            self.engine.release(seq)
-            self.engine.pause(child)
-            seq, how = child, DIVERGED
-        self.engine.resume(seq, prompt[shared:], params)
-        return seq, (how, shared)
+        if shared == len(held):
+            self.engine.resume(seq, prompt[shared:], params)
+            return seq, (APPENDED, shared)
+        child = self._branch(seq, shared, prompt, params)  # it replaces the sequence
+        self.engine.release(seq)
+        return child, (DIVERGED, shared)
+
+    def _start(self, prompt: list[int], params: SamplingParams) -> tuple[int, tuple[str, int]]:
+        """A new conversation: a child of the held sequence sharing the longest prefix with its
+        prompt (its cached part is not computed again), else a fresh sequence."""
+        held = [s for s in self.sequences.values() if self.engine.status(s)[0] != "finished"]
+        donor, shared = max(
+            ((s, common_prefix(self.engine.token_ids(s), prompt)) for s in held),
+            key=lambda pair: pair[1],
+            default=(None, 0),
+        )
+        if not shared:
+            return self.engine.add(prompt, params), (STARTED, 0)
+        return self._branch(donor, shared, prompt, params), (SHARED, shared)
+
+    def _branch(self, seq: int, shared: int, prompt: list[int], params: SamplingParams) -> int:
+        """A child of `seq` holding its first `shared` tokens, then the rest of `prompt` appended."""
+        (child,) = self.engine.fork(seq, 1, shared)
+        self.engine.pause(child)
+        self.engine.resume(child, prompt[shared:], params)
+        return child

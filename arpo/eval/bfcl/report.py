@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from arpo.eval.bfcl.categories import weighted_overall
-from arpo.eval.bfcl.generate import APPENDED, DIVERGED, RESTARTED, STARTED
+from arpo.eval.bfcl.generate import APPENDED, CACHE_PATHS, DIVERGED, RESTARTED, SHARED, STARTED
 
 
 def category_metrics(records: list[dict], wall_time_s: float) -> dict:
@@ -37,20 +37,21 @@ def cache_use(records: list[dict]) -> dict:
     steps = [s for r in records for s in r["steps"] if "kv_cache" in s]
     return {
         "answers": len(steps),
-        **{how: sum(s["kv_cache"] == how for s in steps) for how in (STARTED, APPENDED, DIVERGED, RESTARTED)},
+        **{how: sum(s["kv_cache"] == how for s in steps) for how in CACHE_PATHS},
         "prompt_tokens": sum(s["prompt_tokens"] for s in steps),
         "reused_tokens": sum(s["reused_tokens"] for s in steps),
     }
 
 
 def cache_note(category: str, use: dict) -> str | None:
-    """One line on the conversations' cache reuse, for categories with answers after the first."""
-    later = use["answers"] - use[STARTED]
-    if not later:
+    """One line on the answers' cache reuse, for categories where any prompt reused a cached part."""
+    later = use["answers"] - use[STARTED] - use[SHARED]
+    if not later and not use[SHARED]:
         return None
     share = use["reused_tokens"] / max(1, use["prompt_tokens"])
     return (
-        f"  {category}: {later} answers after a conversation's first: {use[APPENDED]} appended to its "
+        f"  {category}: {use[SHARED]} conversations started from another's cached prefix; "
+        f"{later} answers after a conversation's first: {use[APPENDED]} appended to its "
         f"cached sequence, {use[DIVERGED]} forked where the prompt differed from it, {use[RESTARTED]} "
         f"prefilled afresh; {100 * share:.0f}% of all prompt tokens came from the cache"
     )

@@ -1,18 +1,21 @@
 """A BFCL category end to end: entries -> conversations on the engine -> BFCL's verdicts.
 
-Conversations of a batch advance in lockstep: every one still talking gets its next answer from
-one batched call (each conversation keeps its engine sequence and KV cache between answers, so
-a step prefills only what was added since: generate.py); multi-turn calls then run in the
-worker (whose state for an entry is rebuilt by replaying its earlier steps if the worker was
-restarted meanwhile). Nothing here raises on a model's output: a prompt that does not fit, a
-template that cannot render a turn or a worker deadline fails that entry with the reason, and
-the run goes on.
+Up to `at_once` conversations are live; they advance in lockstep: every one still talking gets its
+next answer from one batched call (each conversation keeps its engine sequence and KV cache
+between answers, so a step prefills only what was added since: generate.py), and an entry starts
+as soon as another ends. Multi-turn calls then run in the worker (whose state for an entry is
+rebuilt by replaying its earlier steps if the worker was restarted meanwhile). Nothing here
+raises on a model's output: a prompt that does not fit, a template that cannot render a turn or
+a worker deadline fails that entry with the reason, and the run goes on. A conversation that can
+no longer fit its last turn (its messages so far plus the remaining turns' user messages already
+leave no room for an answer) fails at once, before more answers are spent on it.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections import deque
 
 from arpo.eval.bfcl.bridge import BfclWorker, RequestFailed
 from arpo.eval.bfcl.calls import FC
@@ -35,23 +38,25 @@ class CategoryRun:
         self.style, self.max_new_tokens, self.context = style, max_new_tokens, context
         self.conversations = Conversations(engine, tokenizer, max_new_tokens)
 
-    def run(self, category: str, entries: list[dict], batch_size: int, on_batch) -> list[dict]:
-        """Per-entry records (transcript + verdict); `on_batch(records)` after each batch."""
-        records = []
-        for start in range(0, len(entries), batch_size):
-            dialogues = [
-                Dialogue(category, e, self.style, kind(category) == "multi_turn")
-                for e in entries[start : start + batch_size]
-            ]
-            for d in dialogues:
-                d.start()
-            started = time.perf_counter()
-            while live := [d for d in dialogues if not d.done]:
-                self._advance(live)
-            batch = [self._verdict(d, (time.perf_counter() - started) / len(dialogues)) for d in dialogues]
-            on_batch(batch)
-            records += batch
-        return records
+    def run(self, category: str, entries: list[dict], at_once: int, on_done) -> list[dict]:
+        """Per-entry records (transcript + verdict) in `entries`' order; `on_done(records)` whenever
+        entries finish."""
+        waiting, live, records = deque(entries), [], {}
+        started: dict[str, float] = {}
+        while waiting or live:
+            while waiting and len(live) < at_once:
+                dialogue = Dialogue(category, waiting.popleft(), self.style, kind(category) == "multi_turn")
+                dialogue.start()
+                live.append(dialogue)
+                started[dialogue.id] = time.perf_counter()
+            self._advance([d for d in live if not d.done])
+            ended = [d for d in live if d.done]
+            live = [d for d in live if not d.done]
+            if ended:
+                finished = [self._verdict(d, time.perf_counter() - started[d.id]) for d in ended]
+                on_done(finished)
+                records.update((r["id"], r) for r in finished)
+        return [records[e["id"]] for e in entries]
 
     def _advance(self, live: list[Dialogue]) -> None:
         prompts: dict[str, list[int]] = {}
@@ -59,13 +64,12 @@ class CategoryRun:
         for d in live:
             try:
                 ids = render(self.tokenizer, d.messages, d.tools)
+                failure = self._outgrown(d, ids)
             except Exception as e:  # a template that cannot render this conversation
                 d.fail(f"chat template failed: {type(e).__name__}: {str(e)[:200]}")
                 continue
-            if len(ids) + self.max_new_tokens > self.context:
-                d.fail(
-                    f"prompt of {len(ids)} tokens + {self.max_new_tokens} new exceeds context {self.context}"
-                )
+            if failure:
+                d.fail(failure)
                 continue
             prompts[d.id] = ids
             talking.append(d)
@@ -89,6 +93,29 @@ class CategoryRun:
                 self._execute(d, done.text, output)
             else:
                 d.done = True
+
+    def _outgrown(self, d: Dialogue, ids: list[int]) -> str:
+        """Why the conversation cannot get its answers within the context ("" when it still may).
+        Its last turn's prompt holds at least what it holds now plus the remaining turns' user
+        messages (every answer only adds to it), so when even that leaves no room for an answer
+        the entry fails now, as it would at its last turn."""
+        if len(ids) + self.max_new_tokens > self.context:
+            return f"prompt of {len(ids)} tokens + {self.max_new_tokens} new exceeds context {self.context}"
+        ahead = d.remaining_turns()
+        if not ahead:
+            return ""
+        messages = d.messages + [m for turn in ahead for m in turn["messages"]]
+        tools = d.tools + [t for turn in ahead for t in turn["tools"]]
+        try:
+            least = len(render(self.tokenizer, messages, tools))
+        except Exception:  # e.g. a template that wants answers between user turns: no early bound
+            return ""
+        if least + self.max_new_tokens <= self.context:
+            return ""
+        return (
+            f"the last turn's prompt will hold at least {least} tokens (the remaining turns' messages "
+            f"added); + {self.max_new_tokens} new exceeds context {self.context}"
+        )
 
     def _execute(self, d: Dialogue, text: str, output) -> None:
         style = "decoded" if self.style == FC else "prompt"
