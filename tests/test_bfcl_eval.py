@@ -125,7 +125,7 @@ def test_function_calling_conversation_runs_calls_and_follows_turns(worker):
     script = {first_user: [call, "Listed.", "done", "done", "done"]}
     engine = ScriptedEngine(tokenizer, script)
     run = CategoryRun(engine, tokenizer, worker, FC, max_new_tokens=64, context=10**6)
-    (record,) = run.run("multi_turn_base", [entry], batch_size=1, on_batch=lambda rows: None)
+    (record,) = run.run("multi_turn_base", [entry], 1, on_done=lambda records: None)
     first = record["steps"][0]
     assert first["calls"] == ["ls(a=True)"] and "current_directory_content" in first["results"][0]
     assert "no function call" in record["steps"][1]["turn_end"]
