@@ -37,8 +37,10 @@ TASK = [
     "data.train=shop",
     "data.val=shop",
     "tools.enabled=[search,python]",
-    "rollout.max_response_tokens=160",
+    "rollout.max_response_tokens=256",
     "rollout.M=8",
+    "algo.old_logprobs=rollout",  # as in `make train`: the sampler runs the policy's own fp32 weights
+    "algo.micro_batch_tokens=2048",  # two runs at a time fit in 24 GiB (4096 took 10 GiB each)
 ]
 METHODS = {
     "ARPO": ["rollout.N=4"],

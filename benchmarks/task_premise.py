@@ -32,7 +32,7 @@ TASKS = {
         "tools.enabled=[python]",
         "rollout.max_response_tokens=96",
     ],
-    "shop": ["eval.data=shop", "tools.enabled=[search,python]", "rollout.max_response_tokens=192"],
+    "shop": ["eval.data=shop", "tools.enabled=[search,python]", "rollout.max_response_tokens=256"],
     "multihop": ["eval.data=multihop", "tools.enabled=[search]", "rollout.max_response_tokens=256"],
 }
 

@@ -329,12 +329,12 @@ def test_arpo_valid_sample_mixes_math_and_qa(shared_data):
 def test_shop_prices_come_from_the_catalogue_and_held_out_items_are_new(cfg):
     train, val = load_dataset("shop", "train", cfg), load_dataset("shop", "val", cfg)
     assert [e.ground_truth for e in train] == [e.ground_truth for e in load_dataset("shop", "train", cfg)]
-    pattern = re.compile(r"How much do (\d+) (\w+ \w+)s cost\?")
+    pattern = re.compile(r"Item: (\w+ \w+)\. How much do (\d+) of them cost\?")
     prices = {d["title"]: d["text"] for d in map(json.loads, open(train[0].extra["search_corpus"]))}
     items = {}
     for split, examples in (("train", train), ("val", val)):
         for e in examples:
-            q, item = pattern.fullmatch(e.extra["question"]).groups()
+            item, q = pattern.fullmatch(e.extra["question"]).groups()
             price = int(re.fullmatch(rf"A {item} costs (\d+) coins\.", prices[item]).group(1))
             assert int(e.ground_truth) == int(q) * price and price % 10 and int(q) % 10
             items.setdefault(split, set()).add(item)
@@ -351,5 +351,5 @@ def test_shop_search_finds_the_item_first(cfg):
     val = load_dataset("shop", "val", cfg)
     search = Bm25Backend(val[0].extra["search_corpus"])
     for e in val[:10]:
-        item = re.fullmatch(r"How much do \d+ (\w+ \w+)s cost\?", e.extra["question"]).group(1)
+        item = re.fullmatch(r"Item: (\w+ \w+)\. How much do \d+ of them cost\?", e.extra["question"]).group(1)
         assert search.search(item, 3)[0].startswith(f"{item}: A {item} costs")

@@ -56,24 +56,28 @@ SHOP_SYSTEM = (
     "with Python, never in your head. Then give the final answer, just the number, between <answer> and "
     "</answer>."
 )
-# Two worked exchanges: with one, SmolLM2-135M-Instruct answered 6% of held-out questions right at T=1
-# (it garbled the item's name in most searches); with two, 19% (8 questions x 4 answers each).
+# Two worked exchanges, each saying in a sentence what it read from a result before acting on it: the
+# step after a result is then a reading of it, where ARPO's branching looks (measured in `shop.py`).
 SHOP_SHOTS = (
     (
-        "How much do 37 Quillmark lamps cost?",
-        "<search>Quillmark lamp</search>\n<result>\n"
-        "Page 1: Quillmark lamp: A Quillmark lamp costs 59 coins.\n"
-        "Page 2: Quillmark jar: A Quillmark jar costs 23 coins.\n"
-        "Page 3: Varnholt lamp: A Varnholt lamp costs 41 coins.\n"
-        "</result>\n<python>print(37 * 59)</python>\n<result>\n2183\n</result>\n<answer>2183</answer>",
+        "Item: copper lamp. How much do 37 of them cost?",
+        "<search>copper lamp</search>\n<result>\n"
+        "Page 1: copper lamp: A copper lamp costs 59 coins.\n"
+        "Page 2: copper jar: A copper jar costs 23 coins.\n"
+        "Page 3: velvet lamp: A velvet lamp costs 41 coins.\n"
+        "</result>\nPage 1 is the copper lamp, at 59 coins each, so 37 of them cost 37 times 59.\n"
+        "<python>print(37 * 59)</python>\n<result>\n2183\n</result>\nSo 37 copper lamps cost 2183 coins.\n"
+        "<answer>2183</answer>",
     ),
     (
-        "How much do 64 Tessaby clocks cost?",
-        "<search>Tessaby clock</search>\n<result>\n"
-        "Page 1: Tessaby clock: A Tessaby clock costs 17 coins.\n"
-        "Page 2: Edda clock: A Edda clock costs 83 coins.\n"
-        "Page 3: Tessaby mirror: A Tessaby mirror costs 36 coins.\n"
-        "</result>\n<python>print(64 * 17)</python>\n<result>\n1088\n</result>\n<answer>1088</answer>",
+        "Item: maple clock. How much do 64 of them cost?",
+        "<search>maple clock</search>\n<result>\n"
+        "Page 1: maple clock: A maple clock costs 17 coins.\n"
+        "Page 2: striped clock: A striped clock costs 83 coins.\n"
+        "Page 3: maple mirror: A maple mirror costs 36 coins.\n"
+        "</result>\nPage 1 is the maple clock, at 17 coins each, so 64 of them cost 64 times 17.\n"
+        "<python>print(64 * 17)</python>\n<result>\n1088\n</result>\nSo 64 maple clocks cost 1088 coins.\n"
+        "<answer>1088</answer>",
     ),
 )
 
